@@ -1,0 +1,1 @@
+"""Models the chapters build and later chapters reuse: one module per family (lenet, vgg, resnet, ...)."""

@@ -1,0 +1,1 @@
+"""From-scratch implementations the chapters build and verify against PyTorch."""
