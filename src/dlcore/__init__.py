@@ -3,7 +3,7 @@
 Public API (stable within a minor version):
   runtime: profile, budget, device, device_name, seed_everything, setup
   data:    load, loader, TensorLoader, TensorData, data_dir, DataUnavailableError, ChecksumError
-  train:   fit, evaluate, accuracy, History, save_checkpoint, load_checkpoint
+  train:   fit, evaluate, accuracy, progress, History, save_checkpoint, load_checkpoint
   viz:     plot_history, show_images
   card:    ResultCard
   exercises.check (auto-checked exercises), scratch.* (the from-scratch code of the chapters)
@@ -13,14 +13,14 @@ __version__ = "0.1.0"
 from .runtime import budget, device, device_name, profile, seed_everything, setup  # noqa: E402
 from .data import (ChecksumError, DataUnavailableError, TensorData, TensorLoader,  # noqa: E402
                    data_dir, load, loader)
-from .train import History, accuracy, evaluate, fit, load_checkpoint, save_checkpoint  # noqa: E402
+from .train import History, accuracy, evaluate, fit, load_checkpoint, progress, save_checkpoint  # noqa: E402
 from .viz import plot_history, show_images  # noqa: E402
 from .card import ResultCard  # noqa: E402
 
 __all__ = [
     "budget", "device", "device_name", "profile", "seed_everything", "setup",
     "ChecksumError", "DataUnavailableError", "TensorData", "TensorLoader", "data_dir", "load", "loader",
-    "History", "accuracy", "evaluate", "fit", "load_checkpoint", "save_checkpoint",
+    "History", "accuracy", "evaluate", "fit", "progress", "load_checkpoint", "save_checkpoint",
     "plot_history", "show_images", "ResultCard",
 ]
 from . import exercises  # noqa: E402,F401

@@ -20,6 +20,14 @@ from .runtime import device as default_device
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "",
+             unit: str = "step", disable: bool = False) -> tqdm:
+    """The book's progress bar: plain text on stdout, redrawn at most once a second, so it reads
+    well live and as a stored notebook output. Use for hand-written loops; `fit` uses it too."""
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, file=sys.stdout,
+                mininterval=1.0, ncols=100)
+
+
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fraction of correct top-1 predictions. logits: (B, K); y: (B,)."""
     return (logits.argmax(dim=-1) == y).float().mean()
@@ -86,6 +94,9 @@ def evaluate(model: nn.Module, loader: Iterable, *, loss_fn: Callable = F.cross_
     return {name: (t / max(count, 1)).item() for name, t in totals.items()}
 
 
+_progress_bar = progress  # `fit` has an argument named `progress`
+
+
 def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, optimizer: torch.optim.Optimizer,
         loss_fn: Callable = F.cross_entropy, val_loader: Iterable | None = None,
         metrics: dict[str, Metric] | None = None, scheduler=None, scheduler_per: str = "step",
@@ -106,8 +117,7 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, optimizer: tor
     history = history or History()
     scaler = torch.amp.GradScaler(dev.type, enabled=amp and amp_dtype(dev) == torch.float16)
     first = len(history.epochs)
-    bar = tqdm(total=epochs * len(train_loader), disable=not progress, file=sys.stdout,
-               mininterval=1.0, ncols=100, unit="step", desc="fit")
+    bar = _progress_bar(total=epochs * len(train_loader), desc="fit", disable=not progress)
     for epoch in range(first, first + epochs):
         model.train()
         start = time.perf_counter()
