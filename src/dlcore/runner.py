@@ -93,7 +93,14 @@ def run_notebook(path: Path, profile: str = "full", timeout: int = 1800) -> dict
     start = time.perf_counter()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
+    try:
+        client.execute()
+    except Exception:
+        # Keep what ran for diagnosis, beside the notebook (git-ignored); the notebook is untouched.
+        failed = path.with_name(path.stem + ".failed.ipynb")
+        nbformat.write(nb, failed)
+        print(f"  failed: outputs so far are in {failed}", file=sys.stderr, flush=True)
+        raise
     wall = time.perf_counter() - start
     for cell in nb.cells:
         if cell.cell_type == "code":
