@@ -190,3 +190,16 @@ def test_loader_over_tensor_data_uses_its_statistics(tiny_mnist):
     expected = (train.x.float() / 255 - 0.1307) / 0.3081
     torch.testing.assert_close(xb, expected)
     assert yb.tolist() == [5, 0, 4, 1, 9]
+
+
+def test_subset_first_n_or_seeded_random_sample():
+    from dlcore.data import TensorData
+
+    y = torch.arange(10).repeat_interleave(10)  # sorted by class, like the offline CIFAR-10 copy
+    data = TensorData(torch.arange(100).float().reshape(100, 1), y, [str(i) for i in range(10)], (0.0,), (1.0,), "t")
+    assert data.subset(20).y.unique().tolist() == [0, 1]
+    sample = data.subset(20, seed=3)
+    assert len(sample) == 20 and len(sample.y.unique()) > 2
+    assert torch.equal(sample.x[:, 0].long(), data.subset(20, seed=3).x[:, 0].long())  # reproducible
+    assert len(sample.x[:, 0].unique()) == 20  # without replacement
+    assert torch.equal(data.y[sample.x[:, 0].long()], sample.y)  # images keep their labels

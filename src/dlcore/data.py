@@ -142,9 +142,15 @@ class TensorData:
     def __len__(self) -> int:
         return len(self.y)
 
-    def subset(self, n: int) -> "TensorData":
-        """The first `n` examples (for smoke runs and small-data experiments)."""
-        return TensorData(self.x[:n], self.y[:n], self.classes, self.mean, self.std, self.source)
+    def subset(self, n: int, *, seed: int | None = None) -> "TensorData":
+        """`n` examples (for smoke runs and small-data experiments): the first `n`, or with `seed`
+        a random sample of `n` (without replacement, reproducible). Use a seed when the data may
+        be sorted by class, as the offline CIFAR-10 JPEG copy is."""
+        if seed is None:
+            index = slice(0, n)
+        else:
+            index = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return TensorData(self.x[index], self.y[index], self.classes, self.mean, self.std, self.source)
 
 
 _MNIST_URLS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
