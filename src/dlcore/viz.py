@@ -46,7 +46,9 @@ def show_images(images: torch.Tensor, labels: Sequence[str] | None = None, *, nc
     images = images.clamp(0, 1)
     n = len(images)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
+    label_room = 0.3 if labels is not None else 0.0  # inches per row for the titles above images
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + label_room) * nrows + 0.4),
+                             squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
