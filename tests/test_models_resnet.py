@@ -120,9 +120,8 @@ def test_zero_init_network_equals_network_without_identity_blocks():
         torch.testing.assert_close(net(x), short(x), rtol=0, atol=0)
 
 
-def test_zero_init_gradient_passes_identity_blocks_unchanged():
-    torch.manual_seed(0)
-    net = R.resnet(32, width=8, in_channels=1)
+def _block_outputs_after_backward(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Each block's output, with .grad filled by one backward pass of a random-label loss."""
     acts = []
 
     def keep(module, inputs, output):
@@ -130,9 +129,16 @@ def test_zero_init_gradient_passes_identity_blocks_unchanged():
         acts.append(output)
 
     hooks = [b.register_forward_hook(keep) for b in net.stages]
-    F.cross_entropy(net(torch.randn(8, 1, 28, 28)), torch.randint(0, 10, (8,))).backward()
+    F.cross_entropy(net(x), torch.randint(0, 10, (len(x),))).backward()
     for h in hooks:
         h.remove()
+    return acts
+
+
+def test_zero_init_gradient_passes_identity_blocks_unchanged():
+    torch.manual_seed(0)
+    net = R.resnet(32, width=8, in_channels=1)
+    acts = _block_outputs_after_backward(net, torch.randn(8, 1, 28, 28))
     checked = 0
     for prev, cur, b in zip(acts, acts[1:], list(net.stages)[1:]):
         if b.project is None:  # relu(x + 0) = x, but relu'(0) = 0 masks the gradient where x = 0
@@ -156,16 +162,7 @@ def test_preact_identity_path_passes_gradient_unchanged():
     net = R.resnet(20, width=8, block="preact")
     for b in net.stages:
         nn.init.zeros_(b.conv2.weight)
-    acts = []
-
-    def keep(module, inputs, output):
-        output.retain_grad()
-        acts.append(output)
-
-    hooks = [b.register_forward_hook(keep) for b in net.stages]
-    F.cross_entropy(net(torch.randn(4, 3, 16, 16)), torch.randint(0, 10, (4,))).backward()
-    for h in hooks:
-        h.remove()
+    acts = _block_outputs_after_backward(net, torch.randn(4, 3, 16, 16))
     for prev, cur, b in zip(acts, acts[1:], list(net.stages)[1:]):
         if b.project is None:
             torch.testing.assert_close(prev.grad, cur.grad, rtol=0, atol=0)

@@ -52,12 +52,17 @@ def derived_dir() -> Path:
     return Path(platformdirs.user_cache_dir("dlcore")) / "derived"
 
 
-def md5sum(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.md5()
+def file_digest(path: str | Path, algorithm: str = "md5", chunk: int = 1 << 22) -> str:
+    """The hex digest (`hashlib` algorithm name) of a file's bytes, read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def md5sum(path: Path) -> str:
+    return file_digest(path, "md5")
 
 
 def verify(path: Path, md5: str) -> Path:

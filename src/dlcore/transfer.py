@@ -8,7 +8,6 @@ only after its sha256 matches. Everything works on any `nn.Module`; the defaults
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 from urllib.parse import urlparse
@@ -17,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import ChecksumError, TensorData
+from .data import ChecksumError, TensorData, file_digest
 from .train import History, load_checkpoint
 
 # ---------------------------------------------------------------- tasks carved out of a dataset
@@ -54,13 +53,9 @@ def balanced_subset(data: TensorData, per_class: int, seed: int = 0) -> TensorDa
 # ---------------------------------------------------------------- checkpoints and pretrained weights
 
 
-def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:
+def sha256sum(path: str | Path) -> str:
     """The hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def load_verified(path: str | Path, model: nn.Module, sha256: str,
