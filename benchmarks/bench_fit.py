@@ -5,6 +5,7 @@ Runs alternate (bare, fit, bare, fit, ...) so both see the same machine state; e
 throughput is taken from its fastest run (as `timeit` does: other processes only ever add time,
 so the minimum is the least noisy estimate on a shared machine). Target: ratio >= 0.97.
 """
+
 import json
 import time
 
@@ -21,9 +22,16 @@ ROUNDS = 7
 
 def make_model() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 7 * 7, 10),
+    )
 
 
 def bare_loop(model, loader, optimizer) -> float:
@@ -55,10 +63,22 @@ def main() -> None:
             times[name].append(loop(model, loader, optimizer))
     bare = STEPS * BATCH / min(times["bare"])
     ours = STEPS * BATCH / min(times["dlcore"])
-    print(f"bare loop {bare:.0f} images/s, dlcore.fit {ours:.0f} images/s (best of {ROUNDS} runs each)")
-    print(json.dumps({"ratio": round(ours / bare, 4), "dlcore_images_per_s": round(ours),
-                      "bare_images_per_s": round(bare), "steps": STEPS, "batch_size": BATCH,
-                      "device": dlcore.device_name(torch.device("cpu")), "target": 0.97}))
+    print(
+        f"bare loop {bare:.0f} images/s, dlcore.fit {ours:.0f} images/s (best of {ROUNDS} runs each)"
+    )
+    print(
+        json.dumps(
+            {
+                "ratio": round(ours / bare, 4),
+                "dlcore_images_per_s": round(ours),
+                "bare_images_per_s": round(bare),
+                "steps": STEPS,
+                "batch_size": BATCH,
+                "device": dlcore.device_name(torch.device("cpu")),
+                "target": 0.97,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

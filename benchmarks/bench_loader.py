@@ -4,6 +4,7 @@ The tutorial pipeline is `torchvision.datasets.MNIST(transform=ToTensor())` + `D
 Prints one JSON object as its last line: {"ratio": loader_speed / dataloader_speed, ...}.
 Needs MNIST in the cache ($DLCORE_DATA). Target: ratio >= 20.
 """
+
 import json
 import time
 
@@ -32,14 +33,27 @@ def main() -> None:
     torch.manual_seed(0)
     train = dlcore.load("mnist")  # verifies the cached files' checksums
     memory = dlcore.loader(train, BATCH, shuffle=True, device="cpu")
-    tutorial_set = torchvision.datasets.MNIST(str(data_dir()), train=True, transform=ToTensor())
+    tutorial_set = torchvision.datasets.MNIST(
+        str(data_dir()), train=True, transform=ToTensor()
+    )
     tutorial = DataLoader(tutorial_set, batch_size=BATCH, shuffle=True)
     ours = min(epoch_seconds(memory) for _ in range(REPEATS))
     theirs = min(epoch_seconds(tutorial) for _ in range(REPEATS))
-    print(f"in-memory loader: {ours * 1e3:.0f} ms/epoch; DataLoader + ToTensor: {theirs * 1e3:.0f} ms/epoch")
-    print(json.dumps({"ratio": round(theirs / ours, 1), "loader_seconds": round(ours, 4),
-                      "dataloader_seconds": round(theirs, 3), "batch_size": BATCH,
-                      "device": dlcore.device_name(torch.device("cpu")), "target": 20}))
+    print(
+        f"in-memory loader: {ours * 1e3:.0f} ms/epoch; DataLoader + ToTensor: {theirs * 1e3:.0f} ms/epoch"
+    )
+    print(
+        json.dumps(
+            {
+                "ratio": round(theirs / ours, 1),
+                "loader_seconds": round(ours, 4),
+                "dataloader_seconds": round(theirs, 3),
+                "batch_size": BATCH,
+                "device": dlcore.device_name(torch.device("cpu")),
+                "target": 20,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

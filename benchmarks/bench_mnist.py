@@ -20,6 +20,7 @@ measures training and not that start-up state, it fixes the thresholds with `mal
 memory up to 512 MiB; serve blocks below 32 MiB from the heap). `--default-malloc` skips this and
 measures a cold process; "malloc_tuned" in the JSON says which was used.
 """
+
 import argparse
 import ctypes
 import ctypes.util
@@ -31,7 +32,10 @@ import dlcore
 from dlcore.models.classic import train_fast_mnist
 
 TARGET_ACCURACY, TARGET_SECONDS = 0.99, 20.0
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's <malloc.h>
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = (
+    -1,
+    -3,
+)  # mallopt parameters, from glibc's <malloc.h>
 
 
 def keep_freed_memory() -> bool:
@@ -42,14 +46,20 @@ def keep_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(M_TRIM_THRESHOLD, 512 << 20)) and bool(mallopt(M_MMAP_THRESHOLD, 32 << 20))
+    return bool(mallopt(M_TRIM_THRESHOLD, 512 << 20)) and bool(
+        mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the target is for 2)")
-    parser.add_argument("--default-malloc", action="store_true", help="keep glibc's adaptive thresholds")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch CPU threads (the target is for 2)"
+    )
+    parser.add_argument(
+        "--default-malloc", action="store_true", help="keep glibc's adaptive thresholds"
+    )
     args = parser.parse_args()
     malloc_tuned = False if args.default_malloc else keep_freed_memory()
     torch.set_num_threads(args.threads)
@@ -58,14 +68,35 @@ def main() -> None:
     runs = []
     for seed in args.seeds:
         result = train_fast_mnist(train, test, seed=seed, device=device)
-        runs.append({"seed": seed, "accuracy": round(result["accuracy"], 4), "seconds": round(result["seconds"], 2)})
-        print(f"seed {seed}: test accuracy {result['accuracy']:.4f}, training {result['seconds']:.2f} s")
-    accuracy, seconds = min(r["accuracy"] for r in runs), max(r["seconds"] for r in runs)
-    print(json.dumps({"accuracy": accuracy, "seconds": seconds,
-                      "passed": accuracy >= TARGET_ACCURACY and seconds <= TARGET_SECONDS,
-                      "target": {"accuracy": TARGET_ACCURACY, "seconds": TARGET_SECONDS},
-                      "macs_per_image": result["macs"], "runs": runs, "malloc_tuned": malloc_tuned,
-                      "device": dlcore.device_name(device), "torch": torch.__version__}))
+        runs.append(
+            {
+                "seed": seed,
+                "accuracy": round(result["accuracy"], 4),
+                "seconds": round(result["seconds"], 2),
+            }
+        )
+        print(
+            f"seed {seed}: test accuracy {result['accuracy']:.4f}, training {result['seconds']:.2f} s"
+        )
+    accuracy, seconds = (
+        min(r["accuracy"] for r in runs),
+        max(r["seconds"] for r in runs),
+    )
+    print(
+        json.dumps(
+            {
+                "accuracy": accuracy,
+                "seconds": seconds,
+                "passed": accuracy >= TARGET_ACCURACY and seconds <= TARGET_SECONDS,
+                "target": {"accuracy": TARGET_ACCURACY, "seconds": TARGET_SECONDS},
+                "macs_per_image": result["macs"],
+                "runs": runs,
+                "malloc_tuned": malloc_tuned,
+                "device": dlcore.device_name(device),
+                "torch": torch.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

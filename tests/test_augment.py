@@ -1,4 +1,5 @@
 """dlcore.augment: batched augmentations against torchvision.transforms.v2, on random inputs."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +10,9 @@ from dlcore import augment as A
 
 
 def images(b=6, c=3, h=9, w=7, seed=0, dtype=torch.float64):
-    return torch.randn(b, c, h, w, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    return torch.randn(
+        b, c, h, w, generator=torch.Generator().manual_seed(seed), dtype=dtype
+    )
 
 
 class FixedErasing(v2.RandomErasing):
@@ -24,11 +27,20 @@ class FixedErasing(v2.RandomErasing):
 
 
 @pytest.mark.parametrize("padding", [1, 2, 4, 6])
-@pytest.mark.parametrize("mode,tv_mode", [("reflect", "reflect"), ("constant", "constant")])
+@pytest.mark.parametrize(
+    "mode,tv_mode", [("reflect", "reflect"), ("constant", "constant")]
+)
 def test_pad_equals_torchvision(padding, mode, tv_mode):
     x = images()
-    torch.testing.assert_close(A.pad(x, padding, mode), TF.pad(x, [padding], padding_mode=tv_mode), rtol=0, atol=0)
-    torch.testing.assert_close(A.pad(x, padding, mode), F.pad(x, (padding,) * 4, mode=mode), rtol=0, atol=0)
+    torch.testing.assert_close(
+        A.pad(x, padding, mode),
+        TF.pad(x, [padding], padding_mode=tv_mode),
+        rtol=0,
+        atol=0,
+    )
+    torch.testing.assert_close(
+        A.pad(x, padding, mode), F.pad(x, (padding,) * 4, mode=mode), rtol=0, atol=0
+    )
 
 
 def test_pad_rejects_too_much_reflection():
@@ -39,11 +51,16 @@ def test_pad_rejects_too_much_reflection():
 def test_crop_per_image_offsets_equal_torchvision():
     x = images(b=8, h=12, w=10)
     g = torch.Generator().manual_seed(1)
-    top, left = torch.randint(0, 12 - 5 + 1, (8,), generator=g), torch.randint(0, 10 - 4 + 1, (8,), generator=g)
+    top, left = (
+        torch.randint(0, 12 - 5 + 1, (8,), generator=g),
+        torch.randint(0, 10 - 4 + 1, (8,), generator=g),
+    )
     out = A.crop(x, top, left, 5, 4)
     assert out.shape == (8, 3, 5, 4)
     for b in range(8):
-        torch.testing.assert_close(out[b], TF.crop(x[b], int(top[b]), int(left[b]), 5, 4), rtol=0, atol=0)
+        torch.testing.assert_close(
+            out[b], TF.crop(x[b], int(top[b]), int(left[b]), 5, 4), rtol=0, atol=0
+        )
 
 
 def test_random_crop_is_pad_then_crop_and_keeps_size():
@@ -53,12 +70,16 @@ def test_random_crop_is_pad_then_crop_and_keeps_size():
     top, left = torch.randint(0, 5, (2, 16), generator=g2)
     padded = TF.pad(x, [2], padding_mode="reflect")
     for b in range(16):
-        torch.testing.assert_close(out[b], TF.crop(padded[b], int(top[b]), int(left[b]), 8, 8), rtol=0, atol=0)
+        torch.testing.assert_close(
+            out[b], TF.crop(padded[b], int(top[b]), int(left[b]), 8, 8), rtol=0, atol=0
+        )
 
 
 def test_random_crop_covers_all_translations():
     x = torch.arange(16.0).view(1, 1, 4, 4).expand(400, 1, 4, 4).contiguous()
-    out = A.random_crop(x, 1, mode="constant", generator=torch.Generator().manual_seed(0))
+    out = A.random_crop(
+        x, 1, mode="constant", generator=torch.Generator().manual_seed(0)
+    )
     # the translation is readable from where pixel 5 (row 1, col 1) went
     seen = {tuple((o[0] == 5).nonzero()[0].tolist()) for o in out}
     assert seen == {(r, c) for r in range(3) for c in range(3)}
@@ -81,7 +102,9 @@ def test_random_hflip_rate():
     assert 0.46 < rate < 0.54
 
 
-@pytest.mark.parametrize("box", [(0, 0, 3, 3), (2, 1, 4, 4), (5, 3, 4, 4), (1, 2, 8, 2)])
+@pytest.mark.parametrize(
+    "box", [(0, 0, 3, 3), (2, 1, 4, 4), (5, 3, 4, 4), (1, 2, 8, 2)]
+)
 def test_cutout_inside_equals_random_erasing(box):
     x = images(b=4, h=9, w=7)
     i, j, h, w = box
@@ -89,7 +112,12 @@ def test_cutout_inside_equals_random_erasing(box):
     eraser = FixedErasing(i, j, h, w)
     for b in range(4):
         torch.testing.assert_close(out[b], eraser(x[b]), rtol=0, atol=0)
-        torch.testing.assert_close(out[b], TF.erase(x[b], i, j, h, w, torch.tensor(0.0, dtype=x.dtype)), rtol=0, atol=0)
+        torch.testing.assert_close(
+            out[b],
+            TF.erase(x[b], i, j, h, w, torch.tensor(0.0, dtype=x.dtype)),
+            rtol=0,
+            atol=0,
+        )
 
 
 def test_cutout_clips_boxes_at_the_border():
@@ -99,15 +127,24 @@ def test_cutout_clips_boxes_at_the_border():
     for b in range(4):
         i0, j0 = max(int(top[b]), 0), max(int(left[b]), 0)
         h, w = min(int(top[b]) + 4, 9) - i0, min(int(left[b]) + 4, 7) - j0
-        torch.testing.assert_close(out[b], TF.erase(x[b], i0, j0, h, w, torch.tensor(0.0, dtype=x.dtype)), rtol=0, atol=0)
+        torch.testing.assert_close(
+            out[b],
+            TF.erase(x[b], i0, j0, h, w, torch.tensor(0.0, dtype=x.dtype)),
+            rtol=0,
+            atol=0,
+        )
 
 
 def test_random_cutout_zeroes_at_most_one_square():
     x = torch.ones(500, 3, 16, 16)
     out = A.random_cutout(x, 8, generator=torch.Generator().manual_seed(0))
     zeros = (out == 0).all(dim=1).sum(dim=(1, 2))
-    assert zeros.max().item() == 64 and zeros.min().item() >= 16  # centre in image: ≥ a quarter stays
-    assert torch.equal((out == 0).all(dim=1), (out == 0).any(dim=1))  # all channels together
+    assert (
+        zeros.max().item() == 64 and zeros.min().item() >= 16
+    )  # centre in image: ≥ a quarter stays
+    assert torch.equal(
+        (out == 0).all(dim=1), (out == 0).any(dim=1)
+    )  # all channels together
 
 
 def test_normalize_equals_torchvision_and_inverts():
@@ -140,27 +177,42 @@ def test_cifar_augment_shapes_and_determinism():
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.2, 0.5])
 def test_label_smoothing_cross_entropy(eps):
     g = torch.Generator().manual_seed(0)
-    logits, y = torch.randn(16, 10, generator=g, dtype=torch.float64), torch.randint(0, 10, (16,), generator=g)
-    torch.testing.assert_close(A.label_smoothing_cross_entropy(logits, y, eps).double(),
-                               F.cross_entropy(logits, y, label_smoothing=eps), rtol=1e-5, atol=1e-6)
+    logits, y = (
+        torch.randn(16, 10, generator=g, dtype=torch.float64),
+        torch.randint(0, 10, (16,), generator=g),
+    )
+    torch.testing.assert_close(
+        A.label_smoothing_cross_entropy(logits, y, eps).double(),
+        F.cross_entropy(logits, y, label_smoothing=eps),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_one_cycle_shape():
     total = 100
     lrs = [A.one_cycle(s, total, peak=0.4, warmup=0.25) for s in range(total + 1)]
-    assert lrs[0] == 0.0 and max(lrs) == pytest.approx(0.4) and lrs.index(max(lrs)) == 25
+    assert (
+        lrs[0] == 0.0 and max(lrs) == pytest.approx(0.4) and lrs.index(max(lrs)) == 25
+    )
     assert lrs[-1] == pytest.approx(0.0)
-    assert all(a <= b for a, b in zip(lrs[:25], lrs[1:26])) and all(a >= b for a, b in zip(lrs[25:], lrs[26:]))
+    assert all(a <= b for a, b in zip(lrs[:25], lrs[1:26])) and all(
+        a >= b for a, b in zip(lrs[25:], lrs[26:])
+    )
 
 
 def test_flip_tta_is_mean_of_two_views():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
     x = torch.randn(3, 3, 4, 4)
-    torch.testing.assert_close(A.flip_tta(model, x), (model(x) + model(TF.horizontal_flip(x))) / 2)
+    torch.testing.assert_close(
+        A.flip_tta(model, x), (model(x) + model(TF.horizontal_flip(x))) / 2
+    )
 
 
 def test_reflect_index_matches_pad():
     x = images(h=9, w=7)
     rows, cols = A.reflect_index(9, 3), A.reflect_index(7, 3)
-    torch.testing.assert_close(x.index_select(-2, rows).index_select(-1, cols), A.pad(x, 3), rtol=0, atol=0)
+    torch.testing.assert_close(
+        x.index_select(-2, rows).index_select(-1, cols), A.pad(x, 3), rtol=0, atol=0
+    )
     assert A.reflect_index(5, 2).tolist() == [2, 1, 0, 1, 2, 3, 4, 3, 2]

@@ -1,4 +1,5 @@
 """The HTML book: builds with warnings as errors, renders its math, loads nothing from the network."""
+
 import re
 import shutil
 import subprocess
@@ -8,11 +9,19 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
-LOADING_ATTRIBUTES = {"script": "src", "img": "src", "iframe": "src", "link": "href", "source": "src",
-                      "video": "src", "audio": "src", "embed": "src", "object": "data"}
+LOADING_ATTRIBUTES = {
+    "script": "src",
+    "img": "src",
+    "iframe": "src",
+    "link": "href",
+    "source": "src",
+    "video": "src",
+    "audio": "src",
+    "embed": "src",
+    "object": "data",
+}
 REMOTE = re.compile(r"^\s*(https?:)?//", re.I)
 
 
@@ -26,7 +35,11 @@ class LoadCollector(HTMLParser):
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         key = LOADING_ATTRIBUTES.get(tag)
-        if key and attrs.get(key) and (tag != "link" or attrs.get("rel") not in ("canonical", "alternate")):
+        if (
+            key
+            and attrs.get(key)
+            and (tag != "link" or attrs.get("rel") not in ("canonical", "alternate"))
+        ):
             self.loads.append(attrs[key])
         for value in re.findall(r"url\(['\"]?([^)'\"]+)", attrs.get("style") or ""):
             self.loads.append(value)
@@ -46,9 +59,24 @@ def visible_text(dom: str) -> str:
 def html_dir():
     out = Path(tempfile.mkdtemp(prefix="book-"))
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    result = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "-W", "-n",
-                             "--keep-going"], capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"book build failed (warnings are errors):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    result = subprocess.run(
+        [
+            str(jupyter_book),
+            "build",
+            str(ROOT),
+            "--path-output",
+            str(out),
+            "-W",
+            "-n",
+            "--keep-going",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, (
+        f"book build failed (warnings are errors):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
     yield out / "_build" / "html"
     shutil.rmtree(out, ignore_errors=True)
 
@@ -68,25 +96,51 @@ def test_pages_and_styles_load_nothing_remote(html_dir):
     for page in pages(html_dir) + [html_dir / "index.html", html_dir / "search.html"]:
         assert remote_loads(page.read_text(encoding="utf-8")) == [], page.name
     for css in html_dir.glob("_static/**/*.css"):
-        assert not re.search(r"url\(['\"]?https?://|@import\s+['\"]?(url\()?['\"]?https?://", css.read_text(errors="ignore")), css
+        assert not re.search(
+            r"url\(['\"]?https?://|@import\s+['\"]?(url\()?['\"]?https?://",
+            css.read_text(errors="ignore"),
+        ), css
 
 
 def test_math_is_rendered_offline_in_chromium(html_dir):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Chromium is needed for this test (scripts/test.sh installs it with apt-get)"
-    with_math = [p for p in pages(html_dir) if 'class="math' in p.read_text(encoding="utf-8")]
+    assert chromium, (
+        "Chromium is needed for this test (scripts/test.sh installs it with apt-get)"
+    )
+    with_math = [
+        p for p in pages(html_dir) if 'class="math' in p.read_text(encoding="utf-8")
+    ]
     assert with_math, "no page has math: the check would prove nothing"
     for page in with_math:
         with tempfile.TemporaryDirectory() as profile:
             dom = subprocess.run(
-                [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
-                capture_output=True, text=True, timeout=120).stdout
+                [
+                    chromium,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    f"--user-data-dir={profile}",
+                    "--virtual-time-budget=10000",
+                    "--dump-dom",
+                    page.as_uri(),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
         assert "<mjx-container" in dom, f"{page.name}: MathJax did not render"
         text = visible_text(dom)
-        assert "\\(" not in text and "\\[" not in text and "$$" not in text, f"{page.name}: raw TeX left"
-        assert remote_loads(dom) == [], f"{page.name}: the rendered page loads remote resources"
+        assert "\\(" not in text and "\\[" not in text and "$$" not in text, (
+            f"{page.name}: raw TeX left"
+        )
+        assert remote_loads(dom) == [], (
+            f"{page.name}: the rendered page loads remote resources"
+        )
 
 
 def test_remote_loads_detector_is_not_blind():

@@ -1,4 +1,5 @@
 """dlcore.interpret: Grad-CAM equals CAM on a GAP network, gradient maps, diagnostics, LR finder."""
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -39,21 +40,30 @@ def test_gradcam_at_last_layer_equals_cam_over_hw(target):
 
 def test_gradcam_hooks_equal_autograd_reference_at_an_inner_layer():
     model, x = _gap_net(1), torch.randn(3, 3, 16, 16, dtype=torch.float64)
-    layer = model.features[4]  # the second ReLU: (B, 8, 8, 8), followed by pool, conv, ReLU
+    layer = model.features[
+        4
+    ]  # the second ReLU: (B, 8, 8, 8), followed by pool, conv, ReLU
     with GradCAM(model, layer) as gc:
         maps, logits = gc(x)
         up, _ = gc(x, upsample=True)
     store = {}
     handle = layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
     out = model(x)
-    (grad,) = torch.autograd.grad(out.gather(1, out.argmax(1, keepdim=True)).sum(), store["a"])
+    (grad,) = torch.autograd.grad(
+        out.gather(1, out.argmax(1, keepdim=True)).sum(), store["a"]
+    )
     handle.remove()
     alpha = grad.mean(dim=(2, 3))
     ref = torch.relu(torch.einsum("bk,bkhw->bhw", alpha, store["a"].detach()))
     torch.testing.assert_close(maps, ref, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(logits, out.detach())
     assert up.shape == (3, 16, 16)
-    torch.testing.assert_close(up, F.interpolate(ref[:, None], size=(16, 16), mode="bilinear", align_corners=False)[:, 0])
+    torch.testing.assert_close(
+        up,
+        F.interpolate(
+            ref[:, None], size=(16, 16), mode="bilinear", align_corners=False
+        )[:, 0],
+    )
 
 
 def test_gradcam_works_on_a_frozen_model():
@@ -71,7 +81,9 @@ def test_saliency_of_a_linear_model_is_its_weight_row():
     expected = model[1].weight[target].detach().reshape(6, 2, 5, 4).abs().amax(dim=1)
     torch.testing.assert_close(interpret.saliency(model, x, target), expected)
     # the gradient of a linear model does not depend on x, so SmoothGrad must give the same map
-    torch.testing.assert_close(interpret.smoothgrad(model, x, target, samples=5, noise=0.5), expected)
+    torch.testing.assert_close(
+        interpret.smoothgrad(model, x, target, samples=5, noise=0.5), expected
+    )
 
 
 def test_saliency_and_smoothgrad_match_autograd():
@@ -80,7 +92,9 @@ def test_saliency_and_smoothgrad_match_autograd():
     out = model(xr)
     (g,) = torch.autograd.grad(out.gather(1, out.argmax(1, keepdim=True)).sum(), xr)
     torch.testing.assert_close(interpret.saliency(model, x), g.abs().amax(1))
-    torch.testing.assert_close(interpret.smoothgrad(model, x, samples=3, noise=0.0), g.abs().amax(1))
+    torch.testing.assert_close(
+        interpret.smoothgrad(model, x, samples=3, noise=0.0), g.abs().amax(1)
+    )
     gen = torch.Generator().manual_seed(0)
     noisy = interpret.smoothgrad(model, x, samples=4, noise=0.2, generator=gen)
     assert noisy.shape == (2, 8, 8) and not torch.allclose(noisy, g.abs().amax(1))
@@ -94,18 +108,24 @@ def test_record_activations_and_dead_fraction():
     torch.testing.assert_close(acts["features"], model.features(x))
     assert _no_hooks(model)
     a = torch.zeros(4, 5, 3, 3)
-    a[2, 0, 1, 1] = 0.5   # channel 0 active once: alive
-    a[:, 1] = 1.0         # channel 1 always active
-    a[:, 2] = -1.0        # channel 2 negative everywhere: dead (as are 3 and 4, all zeros)
+    a[2, 0, 1, 1] = 0.5  # channel 0 active once: alive
+    a[:, 1] = 1.0  # channel 1 always active
+    a[:, 2] = -1.0  # channel 2 negative everywhere: dead (as are 3 and 4, all zeros)
     assert interpret.dead_fraction(a) == pytest.approx(3 / 5)
-    assert interpret.dead_fraction(torch.tensor([[0.0, 1.0], [0.0, 0.0]])) == 0.5  # (B, units)
+    assert (
+        interpret.dead_fraction(torch.tensor([[0.0, 1.0], [0.0, 0.0]])) == 0.5
+    )  # (B, units)
 
 
 def test_activation_stats_records_training_passes_only():
     model, x = _gap_net(5).train(), torch.randn(6, 3, 8, 8, dtype=torch.float64)
-    with interpret.ActivationStats(model, ["features.1", "features.7"], bins=np.linspace(0, 2, 5)) as st:
-        model(x); model(x)
-        model.eval(); model(x)
+    with interpret.ActivationStats(
+        model, ["features.1", "features.7"], bins=np.linspace(0, 2, 5)
+    ) as st:
+        model(x)
+        model(x)
+        model.eval()
+        model(x)
     a = torch.relu(model.features[0](x)).detach()
     s = st.stats["features.1"]
     assert len(s["mean"]) == 2 and s["mean"][0] == pytest.approx(a.mean().item())
@@ -120,8 +140,12 @@ def test_grad_norms_agree_with_clip_grad_norm():
     F.cross_entropy(model(x), torch.tensor([0, 1, 2, 3])).backward()
     norms = interpret.grad_norms(model, weights_only=False)
     total = nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
-    assert np.sqrt(sum(v ** 2 for v in norms.values())) == pytest.approx(total.item(), rel=1e-10)
-    assert set(interpret.grad_norms(model)) == {n for n, p in model.named_parameters() if p.dim() > 1}
+    assert np.sqrt(sum(v**2 for v in norms.values())) == pytest.approx(
+        total.item(), rel=1e-10
+    )
+    assert set(interpret.grad_norms(model)) == {
+        n for n, p in model.named_parameters() if p.dim() > 1
+    }
 
 
 def test_rank_correlation_matches_scipy_spearman_with_ties():
@@ -133,8 +157,12 @@ def test_rank_correlation_matches_scipy_spearman_with_ties():
     for i in range(3):
         ref = scipy.stats.spearmanr(a[i].flatten(), b[i].flatten()).statistic
         assert ours[i].item() == pytest.approx(ref, abs=1e-12)
-    torch.testing.assert_close(interpret.rank_correlation(a, 2 * a + 1), torch.ones(3, dtype=torch.float64))
-    assert interpret.rank_correlation(a[:1], torch.zeros(1, 6, 5)).item() == 0.0  # a constant map
+    torch.testing.assert_close(
+        interpret.rank_correlation(a, 2 * a + 1), torch.ones(3, dtype=torch.float64)
+    )
+    assert (
+        interpret.rank_correlation(a[:1], torch.zeros(1, 6, 5)).item() == 0.0
+    )  # a constant map
 
 
 def test_randomized_copy_changes_only_the_named_layers_and_the_map():
@@ -153,7 +181,9 @@ def test_randomized_copy_changes_only_the_named_layers_and_the_map():
 
 def _linear_regression_problem(n: int = 256, d: int = 8):
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(n, d, generator=gen) * torch.linspace(0.3, 2.0, d)  # anisotropic: curvatures differ
+    x = torch.randn(n, d, generator=gen) * torch.linspace(
+        0.3, 2.0, d
+    )  # anisotropic: curvatures differ
     y = x @ torch.randn(d, 1, generator=gen) + 0.1 * torch.randn(n, 1, generator=gen)
     hessian = 2 * x.T @ x / n  # of F.mse_loss (mean over the n outputs)
     return x, y, torch.linalg.eigvalsh(hessian).max().item()
@@ -165,8 +195,15 @@ def test_lr_find_restores_weights_and_brackets_the_stability_limit():
     torch.manual_seed(0)
     model = nn.Linear(8, 1).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = interpret.lr_find(model, [(x, y)], loss_fn=F.mse_loss, steps=300, start_lr=1e-5, end_lr=100,
-                               optimizer_fn=lambda p, lr: torch.optim.SGD(p, lr=lr))
+    result = interpret.lr_find(
+        model,
+        [(x, y)],
+        loss_fn=F.mse_loss,
+        steps=300,
+        start_lr=1e-5,
+        end_lr=100,
+        optimizer_fn=lambda p, lr: torch.optim.SGD(p, lr=lr),
+    )
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert not model.training  # mode restored
     assert result.diverged and result.lrs[-1] > critical
@@ -174,14 +211,22 @@ def test_lr_find_restores_weights_and_brackets_the_stability_limit():
     # the moving average lags by about 1 / (1 − β) = 20 steps (≈ 0.5 decade here), so its minimum
     # comes after the critical rate, but not far after
     assert result.steepest < critical < result.min_lr < 4 * critical
-    assert np.all(np.diff(np.log(result.lrs)) > 0) and len(result.lrs) == len(result.losses)
+    assert np.all(np.diff(np.log(result.lrs)) > 0) and len(result.lrs) == len(
+        result.losses
+    )
     assert result.lrs[0] == pytest.approx(1e-5)
 
 
 def test_lr_find_restores_batchnorm_buffers_on_a_cnn():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                          nn.Flatten(), nn.Linear(4, 3))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    )
     before = {k: v.clone() for k, v in model.state_dict().items()}
     data = [(torch.randn(8, 3, 6, 6), torch.randint(0, 3, (8,))) for _ in range(3)]
     result = interpret.lr_find(model, data, steps=20, end_lr=1.0)

@@ -1,4 +1,5 @@
 """The classic CNNs of Part II ch. 2: shapes, LeNet-5's parameter formula, the MAC counter."""
+
 import pytest
 import torch
 from torch import nn
@@ -6,7 +7,10 @@ from torch import nn
 from dlcore.models import classic
 from dlcore.models.flops import conv2d_macs, count_macs, linear_macs, torch_flops
 
-FIXED_28 = {"LeNet-5", "FastMNISTNet"}  # built for 28×28 only (a flatten of a fixed size)
+FIXED_28 = {
+    "LeNet-5",
+    "FastMNISTNet",
+}  # built for 28×28 only (a flatten of a fixed size)
 
 
 @pytest.mark.parametrize("name", list(classic.MODELS))
@@ -17,29 +21,46 @@ def test_output_shapes(name):
         out = model(torch.randn(3, 1, size, size))
         assert out.shape == (3, 10)
         assert torch.isfinite(out).all()
-    assert classic.MODELS[name](in_channels=3, num_classes=7)(torch.randn(2, 3, 28, 28)).shape == (2, 7)
+    assert classic.MODELS[name](in_channels=3, num_classes=7)(
+        torch.randn(2, 3, 28, 28)
+    ).shape == (2, 7)
 
 
 def test_lenet5_parameter_count_matches_formula():
-    def conv(c_in, c_out, k):  # k·k weights per input channel and output map, one bias per map
+    def conv(
+        c_in, c_out, k
+    ):  # k·k weights per input channel and output map, one bias per map
         return (c_in * k * k + 1) * c_out
 
     def dense(n_in, n_out):
         return (n_in + 1) * n_out
 
-    formula = conv(1, 6, 5) + conv(6, 16, 5) + dense(16 * 5 * 5, 120) + dense(120, 84) + dense(84, 10)
+    formula = (
+        conv(1, 6, 5)
+        + conv(6, 16, 5)
+        + dense(16 * 5 * 5, 120)
+        + dense(120, 84)
+        + dense(84, 10)
+    )
     assert formula == 61_706
     assert sum(p.numel() for p in classic.LeNet5().parameters()) == formula
 
 
 def test_lenet5_macs_match_hand_computation():
     report = count_macs(classic.LeNet5(), (1, 28, 28))
-    hand = [28 * 28 * 6 * 1 * 5 * 5,   # C1: 28×28 outputs × 6 maps, each a 1·5·5 dot product
-            10 * 10 * 16 * 6 * 5 * 5,  # C3: 10×10 × 16 maps, each 6·5·5
-            400 * 120, 120 * 84, 84 * 10]
+    hand = [
+        28 * 28 * 6 * 1 * 5 * 5,  # C1: 28×28 outputs × 6 maps, each a 1·5·5 dot product
+        10 * 10 * 16 * 6 * 5 * 5,  # C3: 10×10 × 16 maps, each 6·5·5
+        400 * 120,
+        120 * 84,
+        84 * 10,
+    ]
     assert [layer.macs for layer in report.layers] == hand
     assert report.macs == 416_520
-    assert [layer.out_shape for layer in report.layers][:2] == [(6, 28, 28), (16, 10, 10)]
+    assert [layer.out_shape for layer in report.layers][:2] == [
+        (6, 28, 28),
+        (16, 10, 10),
+    ]
 
 
 @pytest.mark.parametrize("name", list(classic.MODELS))
@@ -48,9 +69,13 @@ def test_counter_agrees_with_torch_flop_counter(name):
     assert 2 * count_macs(model).macs == torch_flops(model)
 
 
-@pytest.mark.parametrize("c_in,c_out,k,stride,padding,groups,size",
-                         [(3, 8, 3, 1, 1, 1, 17), (4, 6, 5, 2, 2, 2, 28), (8, 8, 1, 1, 0, 8, 9)])
-def test_conv2d_macs_formula_matches_hook(c_in, c_out, k, stride, padding, groups, size):
+@pytest.mark.parametrize(
+    "c_in,c_out,k,stride,padding,groups,size",
+    [(3, 8, 3, 1, 1, 1, 17), (4, 6, 5, 2, 2, 2, 28), (8, 8, 1, 1, 0, 8, 9)],
+)
+def test_conv2d_macs_formula_matches_hook(
+    c_in, c_out, k, stride, padding, groups, size
+):
     conv = nn.Conv2d(c_in, c_out, k, stride, padding, groups=groups)
     h_out = (size + 2 * padding - k) // stride + 1
     expected = conv2d_macs(c_in, c_out, k, h_out, h_out, groups=groups)
@@ -88,7 +113,10 @@ def test_train_fast_mnist_learns_on_a_tiny_synthetic_task():
     data = TensorData(x, y, ["a", "b"], (0.2,), (0.3,), "synthetic")
     result = classic.train_fast_mnist(data, data, epochs=1, batch_size=64, max_lr=1e-2)
     assert result["accuracy"] > 0.95
-    assert result["seconds"] > 0 and result["macs"] == count_macs(classic.FastMNISTNet()).macs
+    assert (
+        result["seconds"] > 0
+        and result["macs"] == count_macs(classic.FastMNISTNet()).macs
+    )
     assert len(result["history"].epochs) == 1
 
 
@@ -98,17 +126,28 @@ def test_fast_mnist_net_without_batchnorm_and_widths():
     assert all(m.bias is not None for m in plain.modules() if isinstance(m, nn.Conv2d))
     assert plain(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     # same MACs with or without BatchNorm (normalisation is not counted); widths change the conv cost
-    assert count_macs(plain).macs == count_macs(classic.FastMNISTNet()).macs == 1_054_720
+    assert (
+        count_macs(plain).macs == count_macs(classic.FastMNISTNet()).macs == 1_054_720
+    )
     wide = classic.FastMNISTNet(widths=(8, 16))
-    assert count_macs(wide).macs == 8 * 24 * 24 * 25 + 16 * 8 * 8 * 8 * 25 + 16 * 16 * 10
+    assert (
+        count_macs(wide).macs == 8 * 24 * 24 * 25 + 16 * 8 * 8 * 8 * 25 + 16 * 16 * 10
+    )
 
 
 def test_maxpool_commutes_with_relu_but_not_with_batchnorm_of_negative_scale():
     """The FastMNISTNet docstring's claim: pool-then-ReLU == ReLU-then-pool (ReLU is increasing)."""
     x = torch.randn(4, 3, 12, 12, dtype=torch.float64)
-    torch.testing.assert_close(torch.relu(nn.functional.max_pool2d(x, 2)), nn.functional.max_pool2d(torch.relu(x), 2))
-    flip = -x  # a decreasing map (BatchNorm with a negative scale) does not commute with max
-    assert not torch.allclose(nn.functional.max_pool2d(flip, 2), -nn.functional.max_pool2d(x, 2))
+    torch.testing.assert_close(
+        torch.relu(nn.functional.max_pool2d(x, 2)),
+        nn.functional.max_pool2d(torch.relu(x), 2),
+    )
+    flip = (
+        -x
+    )  # a decreasing map (BatchNorm with a negative scale) does not commute with max
+    assert not torch.allclose(
+        nn.functional.max_pool2d(flip, 2), -nn.functional.max_pool2d(x, 2)
+    )
 
 
 def test_counter_on_full_size_originals_on_meta_device():
@@ -132,6 +171,8 @@ def test_train_fast_mnist_accepts_a_model():
     x[y == 0, :, :, :14] = 200
     data = TensorData(x, y, ["left", "right"], (0.2,), (0.3,), "synthetic")
     model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 2))
-    result = classic.train_fast_mnist(data, data, epochs=1, batch_size=64, max_lr=1e-2, model=model)
+    result = classic.train_fast_mnist(
+        data, data, epochs=1, batch_size=64, max_lr=1e-2, model=model
+    )
     assert result["model"] is model and result["macs"] == 28 * 28 * 2
     assert result["accuracy"] > 0.95

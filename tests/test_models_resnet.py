@@ -1,5 +1,6 @@
 """dlcore.models.resnet (Part II ch. 3): blocks equal torchvision's, zero-init blocks are the identity,
 parameter counts, the plain twin, global average pooling, DenseNet channel growth."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,8 +21,12 @@ def randomize_bn(model: nn.Module, gen: torch.Generator) -> nn.Module:
             if isinstance(m, nn.BatchNorm2d):
                 m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.3)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.3)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+                m.running_mean.copy_(
+                    torch.randn(m.running_mean.shape, generator=gen) * 0.3
+                )
+                m.running_var.copy_(
+                    torch.rand(m.running_var.shape, generator=gen) + 0.5
+                )
     return model
 
 
@@ -42,11 +47,17 @@ def tv_downsample(c_in: int, c_out: int, stride: int) -> nn.Module | None:
 
 
 @pytest.mark.parametrize("kind", ["basic", "bottleneck"])
-@pytest.mark.parametrize("c_in,width,stride", [(16, 16, 1), (16, 32, 2), (64, 16, 1), (24, 8, 2)])
+@pytest.mark.parametrize(
+    "c_in,width,stride", [(16, 16, 1), (16, 32, 2), (64, 16, 1), (24, 8, 2)]
+)
 @pytest.mark.parametrize("train", [False, True])
 def test_blocks_equal_torchvision(kind, c_in, width, stride, train):
     gen = torch.Generator().manual_seed(c_in * 100 + width + stride)
-    ours_cls, tv_cls = (R.BasicBlock, tvr.BasicBlock) if kind == "basic" else (R.Bottleneck, tvr.Bottleneck)
+    ours_cls, tv_cls = (
+        (R.BasicBlock, tvr.BasicBlock)
+        if kind == "basic"
+        else (R.Bottleneck, tvr.Bottleneck)
+    )
     c_out = width * ours_cls.expansion
     ours = ours_cls(c_in, width, stride).double()
     theirs = tv_cls(c_in, width, stride, tv_downsample(c_in, c_out, stride)).double()
@@ -57,15 +68,27 @@ def test_blocks_equal_torchvision(kind, c_in, width, stride, train):
     torch.testing.assert_close(ours(x), theirs(x), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("blocks,block,expected", [((2, 2, 2, 2), "basic", 11_689_512),
-                                                   ((3, 4, 6, 3), "bottleneck", 25_557_032)])
+@pytest.mark.parametrize(
+    "blocks,block,expected",
+    [((2, 2, 2, 2), "basic", 11_689_512), ((3, 4, 6, 3), "bottleneck", 25_557_032)],
+)
 def test_imagenet_resnets_equal_torchvision(blocks, block, expected):
     """ResNet-18/-50: with torchvision's 7×7 stem our network has the same parameters and outputs."""
     torch.manual_seed(0)
     theirs = (tvr.resnet18 if block == "basic" else tvr.resnet50)()
-    ours = R.ResNet(blocks, (64, 128, 256, 512), block=block, num_classes=1000, zero_init_residual=False)
-    ours.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                              nn.MaxPool2d(3, 2, 1))
+    ours = R.ResNet(
+        blocks,
+        (64, 128, 256, 512),
+        block=block,
+        num_classes=1000,
+        zero_init_residual=False,
+    )
+    ours.stem = nn.Sequential(
+        nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, 1),
+    )
     assert n_params(theirs) == expected == n_params(ours)
     randomize_bn(theirs, torch.Generator().manual_seed(1))
     copy_weights(theirs, ours)
@@ -78,7 +101,10 @@ def test_imagenet_resnets_equal_torchvision(blocks, block, expected):
 def test_cifar_parameter_counts():
     assert n_params(R.resnet(20)) == 272_474
     # plain twin: same layers minus the two 1×1 projection conv-BNs (16→32: 512+64, 32→64: 2048+128)
-    assert n_params(R.resnet(20)) - n_params(R.plainnet(20)) == 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64
+    assert (
+        n_params(R.resnet(20)) - n_params(R.plainnet(20))
+        == 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64
+    )
     assert n_params(R.resnet(56)) == 855_770
     with pytest.raises(ValueError):
         R.resnet(21)
@@ -87,7 +113,10 @@ def test_cifar_parameter_counts():
 
 
 def test_bottleneck_parameter_formula():
-    c, w = 256, 64  # the 1×1 reduce, 3×3, 1×1 expand of a ResNet-50 block, with their BatchNorms
+    c, w = (
+        256,
+        64,
+    )  # the 1×1 reduce, 3×3, 1×1 expand of a ResNet-50 block, with their BatchNorms
     formula = c * w + 2 * w + 9 * w * w + 2 * w + w * c + 2 * c
     assert n_params(R.Bottleneck(c, w)) == formula == 70_400
 
@@ -99,7 +128,9 @@ def test_zero_init_block_is_identity(block):
     identity_blocks = [b for b in net.stages if b.project is None]
     assert len(identity_blocks) >= 6
     for b in identity_blocks:
-        x = torch.relu(torch.randn(4, b.last_bn().num_features, 10, 10))  # block inputs are post-ReLU
+        x = torch.relu(
+            torch.randn(4, b.last_bn().num_features, 10, 10)
+        )  # block inputs are post-ReLU
         assert torch.equal(b.train()(x), x)
         assert torch.equal(b.eval()(x), x)
     b = R.BasicBlock(8, 8)  # without the zero-init the block is not the identity
@@ -111,16 +142,26 @@ def test_zero_init_network_equals_network_without_identity_blocks():
     torch.manual_seed(0)
     net = R.resnet(32, width=8, in_channels=1).eval()
     randomize_bn(net, torch.Generator().manual_seed(2))
-    for b in net.stages:  # randomize_bn touched the zeroed scale and shift: zero them again
+    for (
+        b
+    ) in net.stages:  # randomize_bn touched the zeroed scale and shift: zero them again
         nn.init.zeros_(b.last_bn().weight), nn.init.zeros_(b.last_bn().bias)
     x = torch.randn(5, 1, 28, 28)
-    short = nn.Sequential(net.stem, *[b for b in net.stages if b.project is not None], net.pool, nn.Flatten(), net.fc)
+    short = nn.Sequential(
+        net.stem,
+        *[b for b in net.stages if b.project is not None],
+        net.pool,
+        nn.Flatten(),
+        net.fc,
+    )
     assert len(short) == 1 + 2 + 3  # stem, two projection blocks, pool-flatten-fc
     with torch.no_grad():
         torch.testing.assert_close(net(x), short(x), rtol=0, atol=0)
 
 
-def _block_outputs_after_backward(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+def _block_outputs_after_backward(
+    net: nn.Module, x: torch.Tensor
+) -> list[torch.Tensor]:
     """Each block's output, with .grad filled by one backward pass of a random-label loss."""
     acts = []
 
@@ -141,7 +182,9 @@ def test_zero_init_gradient_passes_identity_blocks_unchanged():
     acts = _block_outputs_after_backward(net, torch.randn(8, 1, 28, 28))
     checked = 0
     for prev, cur, b in zip(acts, acts[1:], list(net.stages)[1:]):
-        if b.project is None:  # relu(x + 0) = x, but relu'(0) = 0 masks the gradient where x = 0
+        if (
+            b.project is None
+        ):  # relu(x + 0) = x, but relu'(0) = 0 masks the gradient where x = 0
             torch.testing.assert_close(prev.grad, cur.grad * (prev > 0), rtol=0, atol=0)
             checked += 1
     assert checked >= 10
@@ -151,7 +194,9 @@ def test_plainnet_has_no_shortcut():
     torch.manual_seed(0)
     plain = R.plainnet(20, width=8)
     assert all(not b.use_shortcut and b.project is None for b in plain.stages)
-    assert all(b.last_bn().weight.abs().min() > 0 for b in plain.stages)  # no zero-init without shortcuts
+    assert all(
+        b.last_bn().weight.abs().min() > 0 for b in plain.stages
+    )  # no zero-init without shortcuts
     b = plain.stages[0].eval()
     x = torch.randn(2, 8, 6, 6)
     torch.testing.assert_close(b(x), torch.relu(b.residual(x)))
@@ -181,7 +226,9 @@ def test_preact_block():
     b = R.PreActBlock(8, 8)
     nn.init.zeros_(b.conv2.weight)
     x = torch.randn(2, 8, 5, 5)
-    torch.testing.assert_close(b(x), x, rtol=0, atol=0)  # no ReLU after the addition: x may be negative
+    torch.testing.assert_close(
+        b(x), x, rtol=0, atol=0
+    )  # no ReLU after the addition: x may be negative
     net = R.resnet(20, width=8, block="preact")
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
@@ -201,9 +248,14 @@ def test_dense_block_channels_and_parameters(c_in, layers, growth):
     block = R.DenseBlock(c_in, layers, growth)
     out = block(torch.randn(2, c_in, 8, 8))
     assert out.shape == (2, c_in + layers * growth, 8, 8)
-    formula = sum(2 * (c_in + i * growth) + 9 * (c_in + i * growth) * growth for i in range(layers))
+    formula = sum(
+        2 * (c_in + i * growth) + 9 * (c_in + i * growth) * growth
+        for i in range(layers)
+    )
     assert n_params(block) == formula
     x = torch.randn(2, c_in, 8, 8)
-    torch.testing.assert_close(block(x)[:, :c_in], x)  # the input is passed on unchanged
+    torch.testing.assert_close(
+        block(x)[:, :c_in], x
+    )  # the input is passed on unchanged
     t = R.transition(out.shape[1], out.shape[1] // 2)
     assert t(out).shape == (2, out.shape[1] // 2, 4, 4)

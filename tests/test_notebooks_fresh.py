@@ -1,9 +1,10 @@
 """Every chapter in _toc.yml carries the outputs of one clean, stamped `full` run of its current code."""
+
 import nbformat
 import pytest
+from conftest import ROOT
 
 from dlcore import runner
-from conftest import ROOT
 
 NOTEBOOKS = runner.toc_notebooks(ROOT)
 

@@ -1,4 +1,5 @@
 """Chapter "PyTorch in Practice": IDX reader, Dataset, collate, exact resume, reproducibility."""
+
 import random
 import struct
 
@@ -16,25 +17,35 @@ from dlcore.scratch import practice
 def write_idx(path, array: np.ndarray, code: int) -> None:
     """An IDX file by hand: magic (0, 0, code, ndim), big-endian sizes, big-endian values."""
     dtype = practice.IDX_DTYPES[code]
-    header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
     path.write_bytes(header + array.astype(dtype).tobytes())
 
 
-@pytest.mark.parametrize("code, dtype", [(0x08, np.uint8), (0x0C, np.int32), (0x0D, np.float32)])
+@pytest.mark.parametrize(
+    "code, dtype", [(0x08, np.uint8), (0x0C, np.int32), (0x0D, np.float32)]
+)
 def test_read_idx_round_trips_shapes_types_and_byte_order(tmp_path, code, dtype):
     rng = np.random.default_rng(0)
-    array = (rng.integers(0, 250, size=(5, 3, 4)) * (1 if code == 0x08 else -1000)).astype(dtype)
+    array = (
+        rng.integers(0, 250, size=(5, 3, 4)) * (1 if code == 0x08 else -1000)
+    ).astype(dtype)
     write_idx(tmp_path / "a.idx", array, code)
     got = practice.read_idx(tmp_path / "a.idx")
     assert tuple(got.shape) == array.shape
-    np.testing.assert_array_equal(got.numpy(), array)  # big-endian on disk, native in memory
+    np.testing.assert_array_equal(
+        got.numpy(), array
+    )  # big-endian on disk, native in memory
 
 
 def test_read_idx_rejects_bad_magic_and_truncated_files(tmp_path):
     (tmp_path / "bad").write_bytes(b"\x01\x00\x08\x01" + struct.pack(">I", 3) + b"abc")
     with pytest.raises(ValueError, match="not an IDX file"):
         practice.read_idx(tmp_path / "bad")
-    (tmp_path / "short").write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", 4) + b"abc")
+    (tmp_path / "short").write_bytes(
+        b"\x00\x00\x08\x01" + struct.pack(">I", 4) + b"abc"
+    )
     with pytest.raises(ValueError, match="header says"):
         practice.read_idx(tmp_path / "short")
 
@@ -64,8 +75,11 @@ def test_image_dataset_and_normalizing_collate_match_tensors_and_default_collate
     torch.testing.assert_close(image, transform(x[7]))
     assert label == int(y[7]) and isinstance(label, int)
     per_item = DataLoader(ds, batch_size=16)
-    per_batch = DataLoader(practice.ImageDataset(x, y), batch_size=16,
-                           collate_fn=practice.NormalizingCollate(mean, std))
+    per_batch = DataLoader(
+        practice.ImageDataset(x, y),
+        batch_size=16,
+        collate_fn=practice.NormalizingCollate(mean, std),
+    )
     batches = list(zip(per_item, per_batch))
     assert len(batches) == 4  # ceil(50 / 16)
     for (xa, ya), (xb, yb) in batches:
@@ -93,7 +107,9 @@ def _run(seed=0):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(96, 4, generator=g)
     y = (x[:, 0] + x[:, 1] > 0).long()
-    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
+    model = nn.Sequential(
+        nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2)
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.5)
     loader = dlcore.TensorLoader(x, y, batch_size=16, shuffle=True, device="cpu")
@@ -101,8 +117,16 @@ def _run(seed=0):
 
 
 def _fit(model, opt, sched, loader, epochs, history=None):
-    return dlcore.fit(model, loader, epochs=epochs, optimizer=opt, scheduler=sched, history=history,
-                      device=torch.device("cpu"), progress=False)
+    return dlcore.fit(
+        model,
+        loader,
+        epochs=epochs,
+        optimizer=opt,
+        scheduler=sched,
+        history=history,
+        device=torch.device("cpu"),
+        progress=False,
+    )
 
 
 def test_resume_with_rng_state_equals_uninterrupted_and_without_it_differs(tmp_path):
@@ -112,7 +136,9 @@ def test_resume_with_rng_state_equals_uninterrupted_and_without_it_differs(tmp_p
 
     model, opt, sched, loader = _run()
     first = _fit(model, opt, sched, loader, 2)
-    path = dlcore.save_checkpoint(tmp_path / "c.pt", model, opt, sched, history=first, rng=practice.rng_state())
+    path = dlcore.save_checkpoint(
+        tmp_path / "c.pt", model, opt, sched, history=first, rng=practice.rng_state()
+    )
     torch.rand(1000)  # disturb the global generator, as a new process would
     model, opt, sched, loader = _run(seed=5)
     history, extra = dlcore.load_checkpoint(path, model, opt, sched)
@@ -126,7 +152,7 @@ def test_resume_with_rng_state_equals_uninterrupted_and_without_it_differs(tmp_p
     history, _ = dlcore.load_checkpoint(path, model, opt, sched)
     torch.manual_seed(99)  # no RNG restore: other shuffles and dropout masks
     other = _fit(model, opt, sched, loader, 2, history)
-    assert other.steps[:len(first.steps)] == straight.steps[:len(first.steps)]
+    assert other.steps[: len(first.steps)] == straight.steps[: len(first.steps)]
     assert other.steps != straight.steps
 
 
@@ -141,11 +167,18 @@ def test_same_seed_same_losses_other_seed_differs():
 
 
 def test_loader_generator_makes_order_independent_of_global_rng():
-    ds = practice.ImageDataset(torch.zeros(40, 1, 2, 2, dtype=torch.uint8), torch.arange(40))
+    ds = practice.ImageDataset(
+        torch.zeros(40, 1, 2, 2, dtype=torch.uint8), torch.arange(40)
+    )
 
     def order(seed):
-        loader = DataLoader(ds, batch_size=40, shuffle=True, generator=torch.Generator().manual_seed(seed),
-                            worker_init_fn=practice.seed_worker)
+        loader = DataLoader(
+            ds,
+            batch_size=40,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+            worker_init_fn=practice.seed_worker,
+        )
         return next(iter(loader))[1]
 
     a = order(3)
@@ -155,7 +188,9 @@ def test_loader_generator_makes_order_independent_of_global_rng():
     assert sorted(a.tolist()) == list(range(40))
 
 
-@pytest.mark.parametrize("dtype, fraction_bits", [(torch.float16, 10), (torch.bfloat16, 7)])
+@pytest.mark.parametrize(
+    "dtype, fraction_bits", [(torch.float16, 10), (torch.bfloat16, 7)]
+)
 def test_rounding_error_is_bounded_by_unit_roundoff(dtype, fraction_bits):
     x = torch.empty(100_000, dtype=torch.float64).uniform_(-50, 50)
     u = 2.0 ** -(fraction_bits + 1)

@@ -1,4 +1,5 @@
 """The from-scratch autograd engine equals torch.autograd, values and gradients, in float64."""
+
 from collections import Counter
 
 import numpy as np
@@ -23,9 +24,13 @@ def _run_both(inputs, f, upstream):
 
 def _assert_same(out, ref, ours, theirs):
     assert out.shape == tuple(ref.shape)
-    torch.testing.assert_close(torch.from_numpy(np.asarray(out.data)), ref.detach(), **TIGHT)
+    torch.testing.assert_close(
+        torch.from_numpy(np.asarray(out.data)), ref.detach(), **TIGHT
+    )
     for a, b in zip(ours, theirs):
-        assert (a.grad is None) == (b.grad is None)  # an input the expression never used
+        assert (a.grad is None) == (
+            b.grad is None
+        )  # an input the expression never used
         if a.grad is not None:
             torch.testing.assert_close(torch.from_numpy(a.grad), b.grad, **TIGHT)
 
@@ -35,7 +40,9 @@ def test_random_expressions_match_torch(seed):
     rng = np.random.default_rng(seed)
     used = Counter()
     for _ in range(100):
-        inputs, f, ops = ad.random_expression(rng, int(rng.integers(1, 5)), int(rng.integers(2, 16)))
+        inputs, f, ops = ad.random_expression(
+            rng, int(rng.integers(1, 5)), int(rng.integers(2, 16))
+        )
         used.update(ops)
         shape = np.shape(f(*[Tensor(x) for x in inputs]).data)
         _assert_same(*_run_both(inputs, f, rng.normal(size=shape)))
@@ -50,16 +57,24 @@ def test_each_unary_op_alone(name):
 
 
 @pytest.mark.parametrize("name", sorted(ad.BINARY))
-@pytest.mark.parametrize("shapes", [((3, 4, 4), (4, 4)), ((4, 1), (1, 1, 4)), ((2, 1, 4), (4, 4))])
+@pytest.mark.parametrize(
+    "shapes", [((3, 4, 4), (4, 4)), ((4, 1), (1, 1, 4)), ((2, 1, 4), (4, 4))]
+)
 def test_each_binary_op_broadcasts(name, shapes):
     rng = np.random.default_rng(2)
     inputs = [rng.normal(size=s) for s in shapes]
-    out_shape = torch.broadcast_shapes(*shapes) if name != "matmul" else \
-        np.shape(np.ones(shapes[0]) @ np.ones(shapes[1]))
+    out_shape = (
+        torch.broadcast_shapes(*shapes)
+        if name != "matmul"
+        else np.shape(np.ones(shapes[0]) @ np.ones(shapes[1]))
+    )
     _assert_same(*_run_both(inputs, ad.BINARY[name], rng.normal(size=out_shape)))
 
 
-@pytest.mark.parametrize("axis, keepdims", [(None, False), (0, False), (1, True), ((0, 2), False), (-1, True)])
+@pytest.mark.parametrize(
+    "axis, keepdims",
+    [(None, False), (0, False), (1, True), ((0, 2), False), (-1, True)],
+)
 def test_reductions(axis, keepdims):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(2, 3, 4))
@@ -71,7 +86,9 @@ def test_reductions(axis, keepdims):
 
 def test_unbroadcast_sums_over_copied_axes():
     g = np.arange(24.0).reshape(2, 3, 4)
-    np.testing.assert_array_equal(ad.unbroadcast(g, (3, 1)), g.sum(axis=(0, 2))[:, None])
+    np.testing.assert_array_equal(
+        ad.unbroadcast(g, (3, 1)), g.sum(axis=(0, 2))[:, None]
+    )
     np.testing.assert_array_equal(ad.unbroadcast(g, ()), g.sum())
     np.testing.assert_array_equal(ad.unbroadcast(g, (2, 3, 4)), g)
 
@@ -91,19 +108,29 @@ def test_constants_get_no_gradient_and_dtype_is_kept():
     x = Tensor(np.ones((4, 3), np.float32))
     loss = ((x @ w) * 2.0).sigmoid().mean()
     loss.backward()
-    assert x.grad is None and w.grad.dtype == np.float32 and loss.data.dtype == np.float32
+    assert (
+        x.grad is None and w.grad.dtype == np.float32 and loss.data.dtype == np.float32
+    )
 
 
 def test_numerical_gradient_agrees_with_backward():
     rng = np.random.default_rng(4)
-    X, W1, W2 = rng.normal(size=(5, 6)), rng.normal(size=(6, 4)), rng.normal(size=(4, 3))
+    X, W1, W2 = (
+        rng.normal(size=(5, 6)),
+        rng.normal(size=(6, 4)),
+        rng.normal(size=(4, 3)),
+    )
     loss = lambda a, b: ((Tensor(X) @ a).tanh() @ b).sigmoid().mean()  # noqa: E731
     w1, w2 = Tensor(W1, requires_grad=True), Tensor(W2, requires_grad=True)
     loss(w1, w2).backward()
-    numerical = ad.numerical_grad(lambda: float(loss(Tensor(W1), Tensor(W2)).data), [W1, W2], h=1e-5)
+    numerical = ad.numerical_grad(
+        lambda: float(loss(Tensor(W1), Tensor(W2)).data), [W1, W2], h=1e-5
+    )
     for num, ana in zip(numerical, (w1.grad, w2.grad)):
         assert np.max(np.abs(num - ana)) < 1e-9 * np.max(np.abs(ana)) + 1e-12
-    subset = ad.numerical_grad(lambda: float(loss(Tensor(W1), Tensor(W2)).data), [W1], indices=[[0, 5]])
+    subset = ad.numerical_grad(
+        lambda: float(loss(Tensor(W1), Tensor(W2)).data), [W1], indices=[[0, 5]]
+    )
     assert np.count_nonzero(subset[0]) == 2  # only the chosen entries are computed
 
 

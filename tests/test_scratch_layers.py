@@ -1,4 +1,5 @@
 """The NumPy layers of chapter I.3 against torch.autograd: values and gradients, float64."""
+
 import numpy as np
 import pytest
 import torch
@@ -21,12 +22,15 @@ def _backward_matches(layer, torch_fn, x: np.ndarray) -> None:
     torch.testing.assert_close(torch.tensor(dx), xt.grad)
 
 
-@pytest.mark.parametrize("layer, torch_fn", [
-    (L.ReLU(), torch.relu),
-    (L.LeakyReLU(0.1), lambda x: F.leaky_relu(x, 0.1)),
-    (L.Sigmoid(), torch.sigmoid),
-    (L.Tanh(), torch.tanh),
-])
+@pytest.mark.parametrize(
+    "layer, torch_fn",
+    [
+        (L.ReLU(), torch.relu),
+        (L.LeakyReLU(0.1), lambda x: F.leaky_relu(x, 0.1)),
+        (L.Sigmoid(), torch.sigmoid),
+        (L.Tanh(), torch.tanh),
+    ],
+)
 def test_activation_layers_match_autograd(layer, torch_fn):
     _backward_matches(layer, torch_fn, rng.normal(size=(8, 5)) * 3)
 
@@ -98,8 +102,10 @@ def _torch_forward(net: L.MLP, x: np.ndarray, act) -> tuple[dict, torch.Tensor]:
     return params, h
 
 
-@pytest.mark.parametrize("activation, act", [("relu", torch.relu), ("tanh", torch.tanh),
-                                             ("sigmoid", torch.sigmoid)])
+@pytest.mark.parametrize(
+    "activation, act",
+    [("relu", torch.relu), ("tanh", torch.tanh), ("sigmoid", torch.sigmoid)],
+)
 def test_mlp_parameter_gradients_match_autograd(activation, act):
     net = L.MLP([5, 7, 6, 3], activation=activation, seed=3)
     x, t = rng.normal(size=(9, 5)), rng.integers(0, 3, 9)
@@ -110,7 +116,9 @@ def test_mlp_parameter_gradients_match_autograd(activation, act):
     assert abs(loss - lt.item()) < 1e-12
     assert grads.keys() == net.params.keys()
     for k, p in params.items():
-        torch.testing.assert_close(torch.tensor(grads[k]), p.grad, msg=f"gradient of {k}")
+        torch.testing.assert_close(
+            torch.tensor(grads[k]), p.grad, msg=f"gradient of {k}"
+        )
 
 
 def test_two_layer_net_mse_and_predict_shapes():
@@ -127,11 +135,17 @@ def test_two_layer_net_mse_and_predict_shapes():
         torch.testing.assert_close(torch.tensor(grads[k]), p.grad)
 
 
-@pytest.mark.parametrize("make_ours, make_torch", [
-    (lambda: L.SGD(0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
-    (lambda: L.SGD(0.1, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)),
-    (lambda: L.Adam(0.01), lambda p: torch.optim.Adam(p, lr=0.01)),
-])
+@pytest.mark.parametrize(
+    "make_ours, make_torch",
+    [
+        (lambda: L.SGD(0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
+        (
+            lambda: L.SGD(0.1, momentum=0.9),
+            lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+        ),
+        (lambda: L.Adam(0.01), lambda p: torch.optim.Adam(p, lr=0.01)),
+    ],
+)
 def test_optimisers_match_torch_over_several_steps(make_ours, make_torch):
     params = {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}
     tparams = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
@@ -158,9 +172,15 @@ def test_training_reduces_the_loss_on_a_tiny_problem():
     assert net.accuracy(x, t) == 1.0
 
 
-_TORCH_ACTS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
-               "leaky_relu": lambda x: F.leaky_relu(x, 0.01), "gelu": F.gelu, "silu": F.silu,
-               "softplus": F.softplus}
+_TORCH_ACTS = {
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "leaky_relu": lambda x: F.leaky_relu(x, 0.01),
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "softplus": F.softplus,
+}
 
 
 @pytest.mark.parametrize("name", sorted(L.ACTIVATIONS))

@@ -1,4 +1,5 @@
 """The losses and models of chapter I.2 against torch.nn.functional and torch.autograd (float64)."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,9 @@ def _randn(*shape: int, scale: float = 1.0) -> torch.Tensor:
     return scale * torch.randn(*shape, generator=gen, dtype=torch.float64)
 
 
-def _check(ours, ours_grad, theirs, pred: torch.Tensor, target: torch.Tensor, reduction: str) -> None:
+def _check(
+    ours, ours_grad, theirs, pred: torch.Tensor, target: torch.Tensor, reduction: str
+) -> None:
     """Our value equals torch's; our hand-derived derivative equals autograd of torch's loss."""
     p = pred.clone().requires_grad_()
     value = theirs(p, target, reduction=reduction)
@@ -20,20 +23,26 @@ def _check(ours, ours_grad, theirs, pred: torch.Tensor, target: torch.Tensor, re
     (autograd,) = torch.autograd.grad(value, p, upstream)
     torch.testing.assert_close(ours(pred, target, reduction=reduction), value.detach())
     # the chain rule: ∂(u·ℓ)/∂pred = u ⊙ ℓ′ for "none", u ℓ′ for a scalar loss
-    torch.testing.assert_close(upstream * ours_grad(pred, target, reduction=reduction), autograd)
+    torch.testing.assert_close(
+        upstream * ours_grad(pred, target, reduction=reduction), autograd
+    )
 
 
 REGRESSION = [
     (R.mse, R.mse_grad, F.mse_loss),
     (R.mae, R.mae_grad, F.l1_loss),
     (R.huber, R.huber_grad, F.huber_loss),
-    (lambda p, t, reduction: R.huber(p, t, 0.3, reduction),
-     lambda p, t, reduction: R.huber_grad(p, t, 0.3, reduction),
-     lambda p, t, reduction: F.huber_loss(p, t, reduction=reduction, delta=0.3)),
+    (
+        lambda p, t, reduction: R.huber(p, t, 0.3, reduction),
+        lambda p, t, reduction: R.huber_grad(p, t, 0.3, reduction),
+        lambda p, t, reduction: F.huber_loss(p, t, reduction=reduction, delta=0.3),
+    ),
     (R.smooth_l1, R.smooth_l1_grad, F.smooth_l1_loss),
-    (lambda p, t, reduction: R.smooth_l1(p, t, 2.5, reduction),
-     lambda p, t, reduction: R.smooth_l1_grad(p, t, 2.5, reduction),
-     lambda p, t, reduction: F.smooth_l1_loss(p, t, reduction=reduction, beta=2.5)),
+    (
+        lambda p, t, reduction: R.smooth_l1(p, t, 2.5, reduction),
+        lambda p, t, reduction: R.smooth_l1_grad(p, t, 2.5, reduction),
+        lambda p, t, reduction: F.smooth_l1_loss(p, t, reduction=reduction, beta=2.5),
+    ),
 ]
 
 
@@ -47,8 +56,14 @@ def test_regression_losses_match_torch(ours, ours_grad, theirs, reduction):
 def test_huber_is_quadratic_inside_and_linear_outside():
     r = torch.tensor([0.5, 2.0, -4.0], dtype=torch.float64)
     zero = torch.zeros(3, dtype=torch.float64)
-    torch.testing.assert_close(R.huber(r, zero, 1.0, "none"), torch.tensor([0.125, 1.5, 3.5], dtype=torch.float64))
-    torch.testing.assert_close(R.huber_grad(r, zero, 1.0, "none"), torch.tensor([0.5, 1.0, -1.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        R.huber(r, zero, 1.0, "none"),
+        torch.tensor([0.125, 1.5, 3.5], dtype=torch.float64),
+    )
+    torch.testing.assert_close(
+        R.huber_grad(r, zero, 1.0, "none"),
+        torch.tensor([0.5, 1.0, -1.0], dtype=torch.float64),
+    )
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -63,7 +78,9 @@ def test_cross_entropy_matches_torch(reduction, scale):
     assert torch.isfinite(ours).all()
     torch.testing.assert_close(ours, value.detach())
     grad = R.cross_entropy_grad(logits, y, reduction=reduction)
-    torch.testing.assert_close(grad * (upstream[:, None] if reduction == "none" else upstream), autograd)
+    torch.testing.assert_close(
+        grad * (upstream[:, None] if reduction == "none" else upstream), autograd
+    )
 
 
 def test_logsumexp_matches_torch_and_survives_large_logits():
@@ -71,17 +88,23 @@ def test_logsumexp_matches_torch_and_survives_large_logits():
         z = _randn(5, 4, 9, scale=scale)
         torch.testing.assert_close(R.logsumexp(z), torch.logsumexp(z, dim=-1))
     z32 = torch.tensor([[1000.0, 999.0, 998.0], [-1000.0, -1001.0, -1002.0]])
-    naive = z32.exp().sum(-1).log()  # e^1000 = inf in float32 (and float64); e^-1000 = 0
+    naive = (
+        z32.exp().sum(-1).log()
+    )  # e^1000 = inf in float32 (and float64); e^-1000 = 0
     assert torch.isinf(naive).all()
     torch.testing.assert_close(R.logsumexp(z32), torch.logsumexp(z32, dim=-1))
     # float32, large logits: log-probabilities must not lose digits by adding m back and removing it
     torch.testing.assert_close(R.log_softmax(z32), torch.log_softmax(z32, dim=-1))
-    torch.testing.assert_close(R.cross_entropy(z32, torch.tensor([0, 2]), "none"),
-                               F.cross_entropy(z32, torch.tensor([0, 2]), reduction="none"))
+    torch.testing.assert_close(
+        R.cross_entropy(z32, torch.tensor([0, 2]), "none"),
+        F.cross_entropy(z32, torch.tensor([0, 2]), reduction="none"),
+    )
     inf = float("inf")
     edge = torch.tensor([[-inf, -inf], [-inf, 0.0], [inf, 0.0]], dtype=torch.float64)
     torch.testing.assert_close(R.logsumexp(edge), torch.logsumexp(edge, dim=-1))
-    torch.testing.assert_close(R.log_softmax(edge[1:2]), torch.log_softmax(edge[1:2], dim=-1))
+    torch.testing.assert_close(
+        R.log_softmax(edge[1:2]), torch.log_softmax(edge[1:2], dim=-1)
+    )
 
 
 def test_softmax_is_stable_and_matches_torch():
@@ -97,15 +120,29 @@ def test_bce_with_logits_matches_torch(reduction, soft):
     z = _randn(50, 2, scale=20)
     t = torch.rand(50, 2, generator=gen, dtype=torch.float64)
     t = t if soft else t.round()
-    _check(R.bce_with_logits, R.bce_with_logits_grad, F.binary_cross_entropy_with_logits, z, t, reduction)
+    _check(
+        R.bce_with_logits,
+        R.bce_with_logits_grad,
+        F.binary_cross_entropy_with_logits,
+        z,
+        t,
+        reduction,
+    )
 
 
 def test_bce_with_logits_survives_extreme_logits():
     z = torch.tensor([-1000.0, -800.0, 0.0, 800.0, 1000.0], dtype=torch.float64)
     t = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0], dtype=torch.float64)
     ours = R.bce_with_logits(z, t, reduction="none")
-    torch.testing.assert_close(ours, F.binary_cross_entropy_with_logits(z, t, reduction="none"))
-    torch.testing.assert_close(ours, torch.tensor([1000.0, 0.0, 0.6931471805599453, 0.0, 1000.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        ours, F.binary_cross_entropy_with_logits(z, t, reduction="none")
+    )
+    torch.testing.assert_close(
+        ours,
+        torch.tensor(
+            [1000.0, 0.0, 0.6931471805599453, 0.0, 1000.0], dtype=torch.float64
+        ),
+    )
     # the naive formula through σ(z) breaks: log σ(−1000) = log 0 = −inf
     naive = -(t * torch.sigmoid(z).log() + (1 - t) * (1 - torch.sigmoid(z)).log())
     assert not torch.isfinite(naive).all()
@@ -127,8 +164,12 @@ def test_normal_equations_match_lstsq():
     torch.testing.assert_close(torch.cat([b[None], w]), theta)
     # at the minimum the gradient of the mean squared error vanishes
     _, dw, db = R.linear_regression_grads(X, y, w, b)
-    torch.testing.assert_close(dw, torch.zeros(4, dtype=torch.float64), atol=1e-10, rtol=0)
-    torch.testing.assert_close(db, torch.zeros((), dtype=torch.float64), atol=1e-10, rtol=0)
+    torch.testing.assert_close(
+        dw, torch.zeros(4, dtype=torch.float64), atol=1e-10, rtol=0
+    )
+    torch.testing.assert_close(
+        db, torch.zeros((), dtype=torch.float64), atol=1e-10, rtol=0
+    )
 
 
 def test_ridge_shrinks_weights_but_not_bias():
@@ -136,7 +177,9 @@ def test_ridge_shrinks_weights_but_not_bias():
     w0, _ = R.normal_equations(X, y)
     w1, b1 = R.normal_equations(X, y, l2=1e6)
     assert w1.norm() < 1e-3 * w0.norm()
-    torch.testing.assert_close(b1, y.mean(), atol=1e-3, rtol=0)  # all weights ≈ 0: b is the mean
+    torch.testing.assert_close(
+        b1, y.mean(), atol=1e-3, rtol=0
+    )  # all weights ≈ 0: b is the mean
 
 
 def test_linear_regression_grads_match_autograd():
@@ -164,7 +207,11 @@ def test_softmax_regression_grads_match_autograd():
 
 def test_gradient_descent_with_hand_gradients_reaches_the_closed_form():
     X = _randn(100, 3)
-    y = X @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 4.0 + 0.1 * _randn(100)
+    y = (
+        X @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+        + 4.0
+        + 0.1 * _randn(100)
+    )
     w, b = torch.zeros(3, dtype=torch.float64), torch.zeros((), dtype=torch.float64)
     for _ in range(500):
         _, dw, db = R.linear_regression_grads(X, y, w, b)
@@ -178,7 +225,7 @@ def test_cross_entropy_grad_is_softmax_jacobian_times_dlogp():
     """p − onehot(y) equals the long way: Jᵀ ∂ℓ/∂p with J = diag(p) − ppᵀ and ∂ℓ/∂p = −onehot/p."""
     z, y = _randn(6, 5), torch.randint(0, 5, (6,), generator=gen)
     p, onehot = R.softmax(z), F.one_hot(y, 5).to(torch.float64)
-    jac = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]        # (B, K, K), symmetric
+    jac = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]  # (B, K, K), symmetric
     long_way = (jac @ (-onehot / p)[:, :, None]).squeeze(-1)
     torch.testing.assert_close(R.cross_entropy_grad(z, y, reduction="sum"), long_way)
     torch.testing.assert_close(long_way, p - onehot)

@@ -1,6 +1,7 @@
 """Chapter 5's scratch regularisers against PyTorch: inverted dropout (masks, train vs eval,
 expectation), L2 penalty vs coupled weight decay and decoupled decay vs AdamW, gradient clipping,
 Xavier/He initialisation scales, early stopping."""
+
 import math
 
 import pytest
@@ -8,9 +9,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlcore.scratch.regularize import (Dropout, EarlyStopping, clip_grad_norm_, clip_grad_value_,
-                                       decay_weights_, dropout, he_std, l1_penalty, l2_penalty,
-                                       xavier_std)
+from dlcore.scratch.regularize import (
+    Dropout,
+    EarlyStopping,
+    clip_grad_norm_,
+    clip_grad_value_,
+    decay_weights_,
+    dropout,
+    he_std,
+    l1_penalty,
+    l2_penalty,
+    xavier_std,
+)
 
 D = torch.float64
 
@@ -25,7 +35,9 @@ def test_dropout_same_masks_as_torch(p):
     theirs = F.dropout(x, p, training=True)
     torch.manual_seed(4)
     ours = dropout(x, p, training=True)
-    assert torch.equal(ours, theirs)  # same mask and same rounding of the 1/(1 − p) scale
+    assert torch.equal(
+        ours, theirs
+    )  # same mask and same rounding of the 1/(1 − p) scale
     kept = ours != 0
     torch.testing.assert_close(ours[kept], x[kept] / (1 - p))
     gen_a, gen_b = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
@@ -39,8 +51,11 @@ def test_dropout_module_train_and_eval_like_nn_dropout():
     y_ref = ref(x)
     torch.manual_seed(11)
     assert torch.equal(ours(x), y_ref)
-    ours.eval(); ref.eval()
-    assert torch.equal(ours(x), x) and torch.equal(ref(x), x)  # eval: the identity, no rescaling
+    ours.eval()
+    ref.eval()
+    assert torch.equal(ours(x), x) and torch.equal(
+        ref(x), x
+    )  # eval: the identity, no rescaling
 
 
 def test_dropout_eval_identity_edge_cases_and_expectation():
@@ -54,7 +69,9 @@ def test_dropout_eval_identity_edge_cases_and_expectation():
     big = torch.full((400_000,), 3.0, dtype=D)
     for p in (0.2, 0.5, 0.9):
         y = dropout(big, p)
-        assert abs(y.mean().item() - 3.0) < 0.03  # E[y] = x (std of the mean ≈ 0.014 for p = 0.9)
+        assert (
+            abs(y.mean().item() - 3.0) < 0.03
+        )  # E[y] = x (std of the mean ≈ 0.014 for p = 0.9)
         assert abs((y == 0).double().mean().item() - p) < 0.005  # fraction dropped ≈ p
 
 
@@ -78,8 +95,12 @@ def _model():
 def test_penalties_act_on_weights_only():
     model = _model()
     w = [model[0].weight, model[2].weight]
-    torch.testing.assert_close(l2_penalty(model.parameters(), 0.3), 0.15 * sum((t ** 2).sum() for t in w))
-    torch.testing.assert_close(l1_penalty(model.parameters(), 0.3), 0.3 * sum(t.abs().sum() for t in w))
+    torch.testing.assert_close(
+        l2_penalty(model.parameters(), 0.3), 0.15 * sum((t**2).sum() for t in w)
+    )
+    torch.testing.assert_close(
+        l1_penalty(model.parameters(), 0.3), 0.3 * sum(t.abs().sum() for t in w)
+    )
     l2_penalty(model.parameters(), 0.3).backward()
     torch.testing.assert_close(model[0].weight.grad, 0.3 * model[0].weight)
     assert model[0].bias.grad is None
@@ -89,10 +110,17 @@ def _run(optimizer_cls, kwargs, penalty=0.0, decoupled=0.0, steps=5):
     model = _model()
     weights = [model[0].weight, model[2].weight]
     others = [model[0].bias, model[2].bias]
-    opt = optimizer_cls([{"params": weights, **kwargs}, {"params": others, "weight_decay": 0.0}])
-    x, y = torch.randn(16, 6, dtype=D, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 3
+    opt = optimizer_cls(
+        [{"params": weights, **kwargs}, {"params": others, "weight_decay": 0.0}]
+    )
+    x, y = (
+        torch.randn(16, 6, dtype=D, generator=torch.Generator().manual_seed(1)),
+        torch.arange(16) % 3,
+    )
     for _ in range(steps):
-        loss = F.cross_entropy(model(x), y) + (l2_penalty(weights, penalty) if penalty else 0)
+        loss = F.cross_entropy(model(x), y) + (
+            l2_penalty(weights, penalty) if penalty else 0
+        )
         opt.zero_grad()
         loss.backward()
         if decoupled:
@@ -104,8 +132,10 @@ def _run(optimizer_cls, kwargs, penalty=0.0, decoupled=0.0, steps=5):
 def test_l2_in_loss_equals_weight_decay_for_sgd_and_adam():
     lam = 0.05
     for cls, lr in ((torch.optim.SGD, 0.1), (torch.optim.Adam, 0.01)):
-        torch.testing.assert_close(_run(cls, dict(lr=lr), penalty=lam),
-                                   _run(cls, dict(lr=lr, weight_decay=lam)))
+        torch.testing.assert_close(
+            _run(cls, dict(lr=lr), penalty=lam),
+            _run(cls, dict(lr=lr, weight_decay=lam)),
+        )
 
 
 def test_decoupled_decay_equals_l2_for_sgd_but_not_for_adam():
@@ -115,9 +145,13 @@ def test_decoupled_decay_equals_l2_for_sgd_but_not_for_adam():
     torch.testing.assert_close(sgd_l2, sgd_decoupled)
     adamw = _run(torch.optim.AdamW, dict(lr=0.01, weight_decay=lam))
     adam_decoupled = _run(torch.optim.Adam, dict(lr=0.01), decoupled=lam)
-    torch.testing.assert_close(adam_decoupled, adamw)  # AdamW = decoupled decay + plain Adam
+    torch.testing.assert_close(
+        adam_decoupled, adamw
+    )  # AdamW = decoupled decay + plain Adam
     adam_l2 = _run(torch.optim.Adam, dict(lr=0.01), penalty=lam)
-    assert (adam_l2 - adamw).abs().max() > 1e-4  # ... and that is not Adam with an L2 penalty
+    assert (
+        adam_l2 - adamw
+    ).abs().max() > 1e-4  # ... and that is not Adam with an L2 penalty
 
 
 # ---------------------------------------------------------------- gradient clipping
@@ -125,8 +159,11 @@ def test_decoupled_decay_equals_l2_for_sgd_but_not_for_adam():
 
 def _params_with_grads(scale: float):
     torch.manual_seed(5)
-    a = [torch.randn(4, 3, dtype=D, requires_grad=True), torch.randn(7, dtype=D, requires_grad=True),
-         torch.randn(2, dtype=D, requires_grad=True)]  # the last one gets no gradient
+    a = [
+        torch.randn(4, 3, dtype=D, requires_grad=True),
+        torch.randn(7, dtype=D, requires_grad=True),
+        torch.randn(2, dtype=D, requires_grad=True),
+    ]  # the last one gets no gradient
     b = [t.detach().clone().requires_grad_() for t in a]
     for params in (a, b):
         (scale * (params[0].sum() * 3 + (params[1] ** 2).sum())).backward()
@@ -154,15 +191,19 @@ def test_clip_grad_norm_keeps_direction_and_caps_length():
     after = torch.cat([p.grad.flatten() for p in a[:2]])
     torch.testing.assert_close(total, torch.linalg.vector_norm(before))
     assert abs(torch.linalg.vector_norm(after).item() - 1.0) < 1e-5
-    torch.testing.assert_close(after, before / torch.linalg.vector_norm(before), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        after, before / torch.linalg.vector_norm(before), atol=1e-6, rtol=1e-5
+    )
 
 
 def test_clip_accepts_a_single_tensor_like_torch():
     w = torch.randn(5, 4, dtype=D, requires_grad=True)
-    (w ** 3).sum().backward()
+    (w**3).sum().backward()
     w2 = w.detach().clone().requires_grad_()
     w2.grad = w.grad.clone()
-    torch.testing.assert_close(clip_grad_norm_(w, 0.5), nn.utils.clip_grad_norm_(w2, 0.5))
+    torch.testing.assert_close(
+        clip_grad_norm_(w, 0.5), nn.utils.clip_grad_norm_(w2, 0.5)
+    )
     torch.testing.assert_close(w.grad, w2.grad)
 
 
@@ -201,7 +242,7 @@ def test_he_init_preserves_second_moment_through_relu_layers():
     h = x
     for _ in range(10):
         h = torch.relu(h @ (he_std(256) * torch.randn(256, 256, dtype=D)))
-    ratio = (h ** 2).mean().item() / (x ** 2).mean().item()
+    ratio = (h**2).mean().item() / (x**2).mean().item()
     assert 0.5 < ratio < 2.0  # without the √2 gain it would be ≈ 2^-10
 
 
@@ -221,7 +262,14 @@ def test_early_stopping_min_delta_improved_flag_and_nan():
     for v in [1.0, 0.97, 0.9, float("nan"), 0.89, 0.86]:
         stop = stopper.step(v)
         flags.append(stopper.improved)
-    assert flags == [True, False, True, False, False, False]  # 0.97 and 0.86 are within min_delta
+    assert flags == [
+        True,
+        False,
+        True,
+        False,
+        False,
+        False,
+    ]  # 0.97 and 0.86 are within min_delta
     assert stop and stopper.best_epoch == 3 and stopper.best == 0.9
     with pytest.raises(ValueError):
         EarlyStopping(patience=0)

@@ -1,4 +1,5 @@
 """The training loop: it really learns, schedules, clips, resumes; checkpoints round-trip."""
+
 import pytest
 import torch
 from torch import nn
@@ -26,8 +27,15 @@ def make_run(shuffle=False):
 def test_fit_lowers_the_loss_and_learns():
     model, opt, loader = make_run(shuffle=True)
     before = dlcore.evaluate(model, loader)
-    history = dlcore.fit(model, loader, epochs=5, optimizer=opt, val_loader=loader, progress=False,
-                         device=torch.device("cpu"))
+    history = dlcore.fit(
+        model,
+        loader,
+        epochs=5,
+        optimizer=opt,
+        val_loader=loader,
+        progress=False,
+        device=torch.device("cpu"),
+    )
     after = dlcore.evaluate(model, loader)
     assert after["loss"] < 0.2 * before["loss"]
     assert after["accuracy"] > 0.97
@@ -35,17 +43,29 @@ def test_fit_lowers_the_loss_and_learns():
     assert len(history.steps) == 5 * len(loader)
     assert history["train_loss"][-1] < history["train_loss"][0]
     assert history.last("val_accuracy") == pytest.approx(after["accuracy"])
-    assert history.seconds > 0 and {"lr", "train_accuracy", "val_loss"} <= set(history.keys())
+    assert history.seconds > 0 and {"lr", "train_accuracy", "val_loss"} <= set(
+        history.keys()
+    )
 
 
 def test_scheduler_steps_per_step_and_per_epoch():
     model, opt, loader = make_run()
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-    dlcore.fit(model, loader, epochs=2, optimizer=opt, scheduler=sched, scheduler_per="epoch", progress=False)
+    dlcore.fit(
+        model,
+        loader,
+        epochs=2,
+        optimizer=opt,
+        scheduler=sched,
+        scheduler_per="epoch",
+        progress=False,
+    )
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**2)
     model, opt, loader = make_run()
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1 + step))
-    history = dlcore.fit(model, loader, epochs=1, optimizer=opt, scheduler=sched, progress=False)
+    history = dlcore.fit(
+        model, loader, epochs=1, optimizer=opt, scheduler=sched, progress=False
+    )
     assert history.last("lr") == pytest.approx(0.1 / (1 + len(loader)))
 
 
@@ -57,9 +77,15 @@ def test_gradient_clipping_bounds_the_update():
     x = 1e4 * torch.ones(4, 2)
     y = 1 - model(x).argmax(1)  # confidently wrong on huge inputs: a huge gradient
     loader = dlcore.TensorLoader(x, y, batch_size=4, device="cpu")
-    dlcore.fit(model, loader, epochs=1, optimizer=opt, clip_grad_norm=0.5, progress=False)
-    step = torch.cat([(p.detach() - s).flatten() for p, s in zip(model.parameters(), start)])
-    assert step.norm().item() == pytest.approx(0.5, rel=1e-4)  # lr 1 × gradient of norm 0.5
+    dlcore.fit(
+        model, loader, epochs=1, optimizer=opt, clip_grad_norm=0.5, progress=False
+    )
+    step = torch.cat(
+        [(p.detach() - s).flatten() for p, s in zip(model.parameters(), start)]
+    )
+    assert step.norm().item() == pytest.approx(
+        0.5, rel=1e-4
+    )  # lr 1 × gradient of norm 0.5
 
 
 def test_checkpoint_round_trip_and_resume_equals_uninterrupted(tmp_path):
@@ -68,7 +94,9 @@ def test_checkpoint_round_trip_and_resume_equals_uninterrupted(tmp_path):
 
     model, opt, loader = make_run()
     first = dlcore.fit(model, loader, epochs=1, optimizer=opt, progress=False)
-    path = dlcore.save_checkpoint(tmp_path / "ckpt.pt", model, opt, history=first, note="half-way")
+    path = dlcore.save_checkpoint(
+        tmp_path / "ckpt.pt", model, opt, history=first, note="half-way"
+    )
     assert not list(tmp_path.glob("*.part"))
     fresh, fresh_opt, _ = make_run()
     fresh.apply(lambda m: m.reset_parameters() if isinstance(m, nn.Linear) else None)
@@ -77,9 +105,13 @@ def test_checkpoint_round_trip_and_resume_equals_uninterrupted(tmp_path):
     assert history.epochs == first.epochs
     for a, b in zip(fresh.state_dict().values(), model.state_dict().values()):
         torch.testing.assert_close(a, b)
-    resumed = dlcore.fit(fresh, loader, epochs=1, optimizer=fresh_opt, history=history, progress=False)
+    resumed = dlcore.fit(
+        fresh, loader, epochs=1, optimizer=fresh_opt, history=history, progress=False
+    )
     assert resumed["epoch"] == [1, 2]
-    assert resumed.steps == pytest.approx(straight.steps)  # momentum buffers were restored too
+    assert resumed.steps == pytest.approx(
+        straight.steps
+    )  # momentum buffers were restored too
 
 
 def test_checkpoint_is_loaded_with_weights_only(tmp_path):

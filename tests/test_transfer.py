@@ -1,4 +1,5 @@
 """Transfer learning helpers: freezing really freezes, per-layer learning rates, heads, checkpoints."""
+
 import json
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import dlcore
 from dlcore import transfer as T
 from dlcore.models.resnet import resnet
 
-CKPT_DIR = Path(__file__).resolve().parents[1] / "notebooks" / "part2_cnn" / "checkpoints"
+CKPT_DIR = (
+    Path(__file__).resolve().parents[1] / "notebooks" / "part2_cnn" / "checkpoints"
+)
 
 
 def small_net(num_classes: int = 3) -> nn.Module:
@@ -22,8 +25,12 @@ def small_net(num_classes: int = 3) -> nn.Module:
 
 
 def train_steps(model: nn.Module, steps: int = 3, lr: float = 0.1) -> None:
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9,
-                          weight_decay=1e-2)
+    opt = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=lr,
+        momentum=0.9,
+        weight_decay=1e-2,
+    )
     model.train()
     for _ in range(steps):
         x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 3, (8,))
@@ -39,18 +46,26 @@ def test_freeze_stops_gradients_updates_and_batchnorm_statistics():
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith(("stages.2.", "fc.")) for n in trainable)
     assert T.count_parameters(model, trainable_only=True) == sum(
-        p.numel() for n, p in model.named_parameters() if n in trainable)
+        p.numel() for n, p in model.named_parameters() if n in trainable
+    )
     train_steps(model)
     after = model.state_dict()
     for key, old in before.items():
         if key.endswith("num_batches_tracked") and key not in after:
             continue  # frozen BatchNorm keeps no counter
         changed = not torch.equal(old, after[key])
-        assert changed == key.startswith(("stages.2.", "fc.")) or key.endswith("num_batches_tracked"), key
+        assert changed == key.startswith(("stages.2.", "fc.")) or key.endswith(
+            "num_batches_tracked"
+        ), key
     for n, p in model.named_parameters():
         assert (p.grad is None) == (n not in trainable), n
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in (model.stem, model.stages[0], model.stages[1]))
-    assert isinstance(model.stages[2].residual[0][1], nn.BatchNorm2d)  # the trainable part keeps real BN
+    assert not any(
+        isinstance(m, nn.BatchNorm2d)
+        for m in (model.stem, model.stages[0], model.stages[1])
+    )
+    assert isinstance(
+        model.stages[2].residual[0][1], nn.BatchNorm2d
+    )  # the trainable part keeps real BN
 
 
 def test_frozen_part_computes_the_same_in_train_and_eval_mode():
@@ -66,13 +81,18 @@ def test_freeze_without_batchnorm_freezing_lets_statistics_drift():
     model = T.freeze(small_net(), except_="fc", batchnorm="train")
     mean = model.stem[0][1].running_mean.clone()
     train_steps(model, steps=1)
-    assert not torch.equal(mean, model.stem[0][1].running_mean)  # the pitfall the chapter shows
+    assert not torch.equal(
+        mean, model.stem[0][1].running_mean
+    )  # the pitfall the chapter shows
 
 
 def test_freeze_prefixes_match_whole_names_and_typos_fail():
     net = nn.Sequential(*[nn.Linear(2, 2) for _ in range(11)])
     T.freeze(net, except_="1")
-    assert [n for n, p in net.named_parameters() if p.requires_grad] == ["1.weight", "1.bias"]  # not "10.*"
+    assert [n for n, p in net.named_parameters() if p.requires_grad] == [
+        "1.weight",
+        "1.bias",
+    ]  # not "10.*"
     with pytest.raises(ValueError, match="no submodule"):
         T.freeze(small_net(), except_="stage.2")
     T.unfreeze(net)
@@ -84,7 +104,10 @@ def test_frozen_batchnorm_equals_batchnorm_in_eval_mode(dims):
     torch.manual_seed(dims)
     bn = getattr(nn, f"BatchNorm{dims}d")(5).double()
     with torch.no_grad():
-        bn.weight.uniform_(0.5, 2); bn.bias.normal_(); bn.running_mean.normal_(); bn.running_var.uniform_(0.5, 3)
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.normal_()
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 3)
     frozen = T.freeze_batchnorm(bn)
     x = torch.randn((4, 5) + (3,) * dims, dtype=torch.float64)
     frozen.train()
@@ -95,7 +118,10 @@ def test_frozen_batchnorm_equals_batchnorm_in_eval_mode(dims):
 def test_frozen_batchnorm_equals_torchvision_and_loads_a_batchnorm_state_dict():
     bn = nn.BatchNorm2d(4)
     with torch.no_grad():
-        bn.weight.uniform_(0.5, 2); bn.bias.normal_(); bn.running_mean.normal_(); bn.running_var.uniform_(0.5, 3)
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.normal_()
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 3)
     ours, theirs = T.FrozenBatchNorm(4), torchvision.ops.FrozenBatchNorm2d(4)
     ours.load_state_dict(bn.state_dict())
     theirs.load_state_dict(bn.state_dict())
@@ -114,13 +140,24 @@ def test_param_groups_longest_prefix_and_per_group_step():
     for g in groups:
         for p in g["params"]:
             n = names[id(p)]
-            expected = 0.1 if n.startswith("fc.") else 0.01 if n.startswith("stages.2.") else 0.001
+            expected = (
+                0.1
+                if n.startswith("fc.")
+                else 0.01
+                if n.startswith("stages.2.")
+                else 0.001
+            )
             assert g["lr"] == expected, n
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = torch.optim.SGD(groups)
     model.train()
-    F.cross_entropy(model(torch.randn(8, 3, 16, 16)), torch.randint(0, 3, (8,))).backward()
-    grads = {n: (p.grad.clone() if p.grad is not None else None) for n, p in model.named_parameters()}
+    F.cross_entropy(
+        model(torch.randn(8, 3, 16, 16)), torch.randint(0, 3, (8,))
+    ).backward()
+    grads = {
+        n: (p.grad.clone() if p.grad is not None else None)
+        for n, p in model.named_parameters()
+    }
     opt.step()
     for g in groups:
         for p in g["params"]:
@@ -138,7 +175,11 @@ def test_layerwise_lrs_decay_towards_the_input():
 
 def test_replace_head_keeps_the_body_on_dlcore_and_torchvision_resnets():
     for model in (small_net(6), torchvision.models.resnet18(weights=None)):
-        body = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("fc.")}
+        body = {
+            k: v.clone()
+            for k, v in model.state_dict().items()
+            if not k.startswith("fc.")
+        }
         head = T.replace_head(model, 4)
         assert model.fc is head and head.out_features == 4
         model.eval()
@@ -206,7 +247,9 @@ def test_linear_probe_matches_sklearn_logistic_regression():
     wd = 1e-2
     ours = T.linear_probe(train_x, train_y, test_x, test_y, weight_decay=wd, steps=200)
     mean, std = train_x.double().mean(0), train_x.double().std(0)
-    clf = sklearn_lm.LogisticRegression(C=1 / (len(train_y) * wd), tol=1e-10, max_iter=5000)
+    clf = sklearn_lm.LogisticRegression(
+        C=1 / (len(train_y) * wd), tol=1e-10, max_iter=5000
+    )
     clf.fit(((train_x - mean) / std).numpy(), train_y.numpy())
     theirs = clf.score(((test_x - mean) / std).numpy(), test_y.numpy())
     assert abs(ours - theirs) < 1e-9 and ours > 0.6
@@ -219,7 +262,10 @@ def test_shipped_checkpoint_matches_its_sidecar():
     meta = json.loads(meta_path.read_text())
     model = resnet(8, width=16, num_classes=len(meta["classes"]))
     _, extra = T.load_verified(CKPT_DIR / meta["file"], model, meta["sha256"])
-    assert extra["classes"] == meta["classes"] and abs(extra["test_accuracy"] - meta["test_accuracy"]) < 1e-3
+    assert (
+        extra["classes"] == meta["classes"]
+        and abs(extra["test_accuracy"] - meta["test_accuracy"]) < 1e-3
+    )
     assert (CKPT_DIR / meta["file"]).stat().st_size <= 3 * 2**20
 
 
@@ -232,16 +278,25 @@ def toy_data(n: int = 60) -> dlcore.TensorData:
 def test_select_classes_relabels_in_the_given_order():
     data = T.select_classes(toy_data(), ["c", "a"])
     assert data.classes == ["c", "a"] and len(data) == 40
-    original = data.x.flatten().long() % 3  # x encodes the original index, whose class is index % 3
+    original = (
+        data.x.flatten().long() % 3
+    )  # x encodes the original index, whose class is index % 3
     assert torch.equal(data.y, torch.where(original == 2, 0, 1))
 
 
 def test_balanced_subset_counts_nesting_and_seeds():
     data = toy_data(90)
-    small, large = T.balanced_subset(data, 5, seed=1), T.balanced_subset(data, 20, seed=1)
+    small, large = (
+        T.balanced_subset(data, 5, seed=1),
+        T.balanced_subset(data, 20, seed=1),
+    )
     assert torch.equal(torch.bincount(small.y), torch.tensor([5, 5, 5]))
     assert set(small.x.flatten().tolist()) <= set(large.x.flatten().tolist())
-    assert set(small.x.flatten().tolist()) != set(T.balanced_subset(data, 5, seed=2).x.flatten().tolist())
-    assert torch.equal(data.y[small.x.flatten().long()], small.y)  # labels travel with their images
+    assert set(small.x.flatten().tolist()) != set(
+        T.balanced_subset(data, 5, seed=2).x.flatten().tolist()
+    )
+    assert torch.equal(
+        data.y[small.x.flatten().long()], small.y
+    )  # labels travel with their images
     with pytest.raises(ValueError, match="fewer than"):
         T.balanced_subset(data, 31)

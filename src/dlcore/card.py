@@ -1,4 +1,5 @@
 """The result card: a chapter's headline numbers with the device, data and wall time."""
+
 from __future__ import annotations
 
 import time
@@ -6,7 +7,9 @@ import time
 from . import __version__
 from .runtime import device_name, profile
 
-_START = time.perf_counter()  # when dlcore was imported: the notebook's start, near enough
+_START = (
+    time.perf_counter()
+)  # when dlcore was imported: the notebook's start, near enough
 
 
 def _fmt(value) -> str:
@@ -20,9 +23,22 @@ class ResultCard:
     data: which data was used (e.g. `TensorData.source`).
     """
 
-    def __init__(self, title: str, metrics: dict, *, data: str, device: str | None = None,
-                 training_seconds: float | None = None, notes: str | None = None):
-        self.title, self.metrics, self.data, self.notes = title, dict(metrics), data, notes
+    def __init__(
+        self,
+        title: str,
+        metrics: dict,
+        *,
+        data: str,
+        device: str | None = None,
+        training_seconds: float | None = None,
+        notes: str | None = None,
+    ):
+        self.title, self.metrics, self.data, self.notes = (
+            title,
+            dict(metrics),
+            data,
+            notes,
+        )
         self.device = device or device_name()
         self.training_seconds = training_seconds
         self.wall_seconds = time.perf_counter() - _START
@@ -45,4 +61,7 @@ class ResultCard:
 
     def __repr__(self) -> str:
         width = max(len(k) for k, _ in self.rows())
-        return "\n".join([f"Result card — {self.title}"] + [f"  {k:<{width}}  {v}" for k, v in self.rows()])
+        return "\n".join(
+            [f"Result card — {self.title}"]
+            + [f"  {k:<{width}}  {v}" for k, v in self.rows()]
+        )

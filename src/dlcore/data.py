@@ -3,6 +3,7 @@
 Every file is verified by md5 after download *and* on every cache hit; downloads are written to
 a temporary file and renamed into place only when complete, so the cache is never half-written.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -43,7 +44,11 @@ class ChecksumError(RuntimeError):
 def data_dir() -> Path:
     """The data cache: `$DLCORE_DATA`, else the user cache directory (e.g. ~/.cache/dlcore)."""
     env = os.environ.get("DLCORE_DATA")
-    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("dlcore")) / "data"
+    return (
+        Path(env).expanduser()
+        if env
+        else Path(platformdirs.user_cache_dir("dlcore")) / "data"
+    )
 
 
 def derived_dir() -> Path:
@@ -91,7 +96,9 @@ def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         status = getattr(response, "status", 200)
         if status != 200:
-            raise urllib.error.HTTPError(url, status, f"HTTP {status}", response.headers, None)
+            raise urllib.error.HTTPError(
+                url, status, f"HTTP {status}", response.headers, None
+            )
         with open(dest, "wb") as f:
             shutil.copyfileobj(response, f, 1 << 20)
 
@@ -147,48 +154,109 @@ class TensorData:
     def __len__(self) -> int:
         return len(self.y)
 
-    def subset(self, n: int, *, seed: int | None = None) -> "TensorData":
+    def subset(self, n: int, *, seed: int | None = None) -> TensorData:
         """`n` examples (for smoke runs and small-data experiments): the first `n`, or with `seed`
         a random sample of `n` (without replacement, reproducible). Use a seed when the data may
         be sorted by class, as the offline CIFAR-10 JPEG copy is."""
         if seed is None:
             index = slice(0, n)
         else:
-            index = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
-        return TensorData(self.x[index], self.y[index], self.classes, self.mean, self.std, self.source)
+            index = torch.randperm(
+                len(self), generator=torch.Generator().manual_seed(seed)
+            )[:n]
+        return TensorData(
+            self.x[index], self.y[index], self.classes, self.mean, self.std, self.source
+        )
 
 
-_MNIST_URLS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+_MNIST_URLS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
 _FASHION_URLS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
 # (file, md5 of the uncompressed file, md5 of the .gz torchvision downloads)
 IDX_FILES = {
     "mnist": (
-        "MNIST", _MNIST_URLS, (0.1307,), (0.3081,),
+        "MNIST",
+        _MNIST_URLS,
+        (0.1307,),
+        (0.3081,),
         [
-            ("train-images-idx3-ubyte", "6bbc9ace898e44ae57da46a324031adb", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-            ("train-labels-idx1-ubyte", "a25bea736e30d166cdddb491f175f624", "d53e105ee54ea40749a09fcbcd1e9432"),
-            ("t10k-images-idx3-ubyte", "2646ac647ad5339dbf082846283269ea", "9fb629c4189551a2d022fa330f9573f3"),
-            ("t10k-labels-idx1-ubyte", "27ae3e4e09519cfbb04c329615203637", "ec29112dd5afa0611ce80d1b7f02629c"),
+            (
+                "train-images-idx3-ubyte",
+                "6bbc9ace898e44ae57da46a324031adb",
+                "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            ),
+            (
+                "train-labels-idx1-ubyte",
+                "a25bea736e30d166cdddb491f175f624",
+                "d53e105ee54ea40749a09fcbcd1e9432",
+            ),
+            (
+                "t10k-images-idx3-ubyte",
+                "2646ac647ad5339dbf082846283269ea",
+                "9fb629c4189551a2d022fa330f9573f3",
+            ),
+            (
+                "t10k-labels-idx1-ubyte",
+                "27ae3e4e09519cfbb04c329615203637",
+                "ec29112dd5afa0611ce80d1b7f02629c",
+            ),
         ],
     ),
     "fashion-mnist": (
-        "FashionMNIST", _FASHION_URLS, (0.2860,), (0.3530,),
+        "FashionMNIST",
+        _FASHION_URLS,
+        (0.2860,),
+        (0.3530,),
         [
-            ("train-images-idx3-ubyte", "f4a8712d7a061bf5bd6d2ca38dc4d50a", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-            ("train-labels-idx1-ubyte", "9018921c3c673c538a1fc5bad174d6f9", "25c81989df183df01b3e8a0aad5dffbe"),
-            ("t10k-images-idx3-ubyte", "8181f5470baa50b63fa0f6fddb340f0a", "bef4ecab320f06d8554ea6380940ec79"),
-            ("t10k-labels-idx1-ubyte", "15d484375f8d13e6eb1aabb0c3f46965", "bb300cfdad3c16e7a12a480ee83cd310"),
+            (
+                "train-images-idx3-ubyte",
+                "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            ),
+            (
+                "train-labels-idx1-ubyte",
+                "9018921c3c673c538a1fc5bad174d6f9",
+                "25c81989df183df01b3e8a0aad5dffbe",
+            ),
+            (
+                "t10k-images-idx3-ubyte",
+                "8181f5470baa50b63fa0f6fddb340f0a",
+                "bef4ecab320f06d8554ea6380940ec79",
+            ),
+            (
+                "t10k-labels-idx1-ubyte",
+                "15d484375f8d13e6eb1aabb0c3f46965",
+                "bb300cfdad3c16e7a12a480ee83cd310",
+            ),
         ],
     ),
 }
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR10_CLASSES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR10_TAR = RemoteFile(
-    "cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
+    "cifar-10-python.tar.gz",
+    "c58f30108f718f92721af3b95e74349a",
     ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
 )
-CIFAR10_JPEG = RemoteFile("cifar10/cifar10-jpeg75.zip", "776f52f9e1e133769fe6ac6e76b30631", ())
-CIFAR10_SUBSET = RemoteFile("cifar10/cifar10.npz", "11eaf3fd3d4ae78c0b96545e497b80f0", ())
+CIFAR10_JPEG = RemoteFile(
+    "cifar10/cifar10-jpeg75.zip", "776f52f9e1e133769fe6ac6e76b30631", ()
+)
+CIFAR10_SUBSET = RemoteFile(
+    "cifar10/cifar10.npz", "11eaf3fd3d4ae78c0b96545e497b80f0", ()
+)
 
 
 def load(name: str, train: bool = True, *, variant: str = "auto") -> TensorData:
@@ -212,15 +280,30 @@ def _load_idx(key: str, train: bool) -> TensorData:
     for file, md5, gz_md5 in files:
         urls = tuple(m + file + ".gz" for m in mirrors)
         fetch(RemoteFile(f"{folder}/raw/{file}", md5, urls, gz_md5), root)
-    cls = torchvision.datasets.MNIST if key == "mnist" else torchvision.datasets.FashionMNIST
-    ds = cls(root=str(root), train=train, download=False)  # torchvision parses the IDX files
+    cls = (
+        torchvision.datasets.MNIST
+        if key == "mnist"
+        else torchvision.datasets.FashionMNIST
+    )
+    ds = cls(
+        root=str(root), train=train, download=False
+    )  # torchvision parses the IDX files
     source = f"{cls.__name__} ({'train' if train else 'test'}, original IDX files, md5-verified)"
-    return TensorData(ds.data.unsqueeze(1).contiguous(), ds.targets.long(), list(ds.classes), mean, std, source)
+    return TensorData(
+        ds.data.unsqueeze(1).contiguous(),
+        ds.targets.long(),
+        list(ds.classes),
+        mean,
+        std,
+        source,
+    )
 
 
 def _load_cifar10(train: bool, variant: str) -> TensorData:
     if variant not in CIFAR10_VARIANTS:
-        raise ValueError(f"unknown CIFAR-10 variant {variant!r}; known: {', '.join(CIFAR10_VARIANTS)}")
+        raise ValueError(
+            f"unknown CIFAR-10 variant {variant!r}; known: {', '.join(CIFAR10_VARIANTS)}"
+        )
     root = data_dir()
     split = "train" if train else "test"
     problems = []
@@ -233,8 +316,10 @@ def _load_cifar10(train: bool, variant: str) -> TensorData:
             problems.append(str(err).splitlines()[0])
     if variant in ("auto", "jpeg75") and (root / CIFAR10_JPEG.name).exists():
         x, y = _cifar10_jpeg(verify(root / CIFAR10_JPEG.name, CIFAR10_JPEG.md5), train)
-        source = (f"CIFAR-10 {split}, all {len(y)} images as JPEG q75 (offline copy; lossy, "
-                  "median PSNR 30.5 dB vs the originals)")
+        source = (
+            f"CIFAR-10 {split}, all {len(y)} images as JPEG q75 (offline copy; lossy, "
+            "median PSNR 30.5 dB vs the originals)"
+        )
         return TensorData(x, y, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, source)
     if variant in ("auto", "subset") and (root / CIFAR10_SUBSET.name).exists():
         arrays = np.load(verify(root / CIFAR10_SUBSET.name, CIFAR10_SUBSET.md5))
@@ -256,10 +341,14 @@ def _cifar10_original(root: Path, train: bool) -> TensorData:
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")
             os.replace(Path(tmp) / "cifar-10-batches-py", root / "cifar-10-batches-py")
-    ds = torchvision.datasets.CIFAR10(root=str(root), train=train, download=False)  # checks md5s
+    ds = torchvision.datasets.CIFAR10(
+        root=str(root), train=train, download=False
+    )  # checks md5s
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
     source = f"CIFAR-10 {'train' if train else 'test'} (original, torchvision)"
-    return TensorData(x, torch.tensor(ds.targets), list(ds.classes), CIFAR10_MEAN, CIFAR10_STD, source)
+    return TensorData(
+        x, torch.tensor(ds.targets), list(ds.classes), CIFAR10_MEAN, CIFAR10_STD, source
+    )
 
 
 def _cifar10_jpeg(zip_path: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -269,14 +358,24 @@ def _cifar10_jpeg(zip_path: Path, train: bool) -> tuple[torch.Tensor, torch.Tens
     if not cache.exists():
         images, labels = [], []
         with zipfile.ZipFile(zip_path) as archive:
-            names = sorted(n for n in archive.namelist() if n.startswith(f"{split}/") and n.endswith(".jpg"))
+            names = sorted(
+                n
+                for n in archive.namelist()
+                if n.startswith(f"{split}/") and n.endswith(".jpg")
+            )
             for n in names:
                 data = torch.frombuffer(bytearray(archive.read(n)), dtype=torch.uint8)
-                images.append(torchvision.io.decode_jpeg(data, mode=torchvision.io.ImageReadMode.RGB))
+                images.append(
+                    torchvision.io.decode_jpeg(
+                        data, mode=torchvision.io.ImageReadMode.RGB
+                    )
+                )
                 labels.append(CIFAR10_CLASSES.index(n.split("/")[1]))
         cache.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
-        np.savez(buffer, x=torch.stack(images).numpy(), y=np.array(labels, dtype=np.int64))
+        np.savez(
+            buffer, x=torch.stack(images).numpy(), y=np.array(labels, dtype=np.int64)
+        )
         part = cache.with_suffix(".part")
         part.write_bytes(buffer.getvalue())
         os.replace(part, cache)
@@ -295,12 +394,27 @@ class TensorLoader:
     Yields (x_batch: (B, ...) float32, y_batch: (B,)).
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = False,
-                 device: torch.device | str | None = None, mean: tuple[float, ...] | None = None,
-                 std: tuple[float, ...] | None = None, augment=None, drop_last: bool = False):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        device: torch.device | str | None = None,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+        augment=None,
+        drop_last: bool = False,
+    ):
         self.device = torch.device(device) if device is not None else default_device()
         self.x, self.y = x.to(self.device), y.to(self.device)
-        self.batch_size, self.shuffle, self.drop_last, self.augment = batch_size, shuffle, drop_last, augment
+        self.batch_size, self.shuffle, self.drop_last, self.augment = (
+            batch_size,
+            shuffle,
+            drop_last,
+            augment,
+        )
         shape = (1, -1) + (1,) * (x.dim() - 2)
         self.mean = torch.tensor(mean, device=self.device).view(shape) if mean else None
         self.std = torch.tensor(std, device=self.device).view(shape) if std else None
@@ -314,10 +428,10 @@ class TensorLoader:
         order = torch.randperm(n).to(self.device) if self.shuffle else None
         for batch in range(len(self)):
             if order is None:
-                xb = self.x[batch * self.batch_size:(batch + 1) * self.batch_size]
-                yb = self.y[batch * self.batch_size:(batch + 1) * self.batch_size]
+                xb = self.x[batch * self.batch_size : (batch + 1) * self.batch_size]
+                yb = self.y[batch * self.batch_size : (batch + 1) * self.batch_size]
             else:
-                idx = order[batch * self.batch_size:(batch + 1) * self.batch_size]
+                idx = order[batch * self.batch_size : (batch + 1) * self.batch_size]
                 xb, yb = self.x[idx], self.y[idx]
             yield self._prepare(xb), yb
 
@@ -329,9 +443,26 @@ class TensorLoader:
         return self.augment(xb) if self.augment is not None else xb
 
 
-def loader(data: TensorData, batch_size: int, *, shuffle: bool = False, device=None,
-           normalize: bool = True, augment=None, drop_last: bool = False) -> TensorLoader:
+def loader(
+    data: TensorData,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    device=None,
+    normalize: bool = True,
+    augment=None,
+    drop_last: bool = False,
+) -> TensorLoader:
     """A `TensorLoader` over a `TensorData`, normalised with the dataset's mean and std."""
     mean, std = (data.mean, data.std) if normalize else (None, None)
-    return TensorLoader(data.x, data.y, batch_size, shuffle=shuffle, device=device, mean=mean,
-                        std=std, augment=augment, drop_last=drop_last)
+    return TensorLoader(
+        data.x,
+        data.y,
+        batch_size,
+        shuffle=shuffle,
+        device=device,
+        mean=mean,
+        std=std,
+        augment=augment,
+        drop_last=drop_last,
+    )

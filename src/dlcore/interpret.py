@@ -16,22 +16,36 @@ Named `interpret` (not `inspect`) so that it never shadows the standard library'
 
 Shapes: images x: (B, C, H, W); feature maps A: (B, K, h, w); maps returned: (B, h, w) or (B, H, W).
 """
+
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["GapCNN", "record_activations", "saliency", "smoothgrad", "gradcam_map", "GradCAM",
-           "class_activation_map", "randomized_copy", "rank_correlation", "grad_norms",
-           "dead_fraction", "ActivationStats", "lr_find", "LRFinderResult"]
+__all__ = [
+    "GapCNN",
+    "record_activations",
+    "saliency",
+    "smoothgrad",
+    "gradcam_map",
+    "GradCAM",
+    "class_activation_map",
+    "randomized_copy",
+    "rank_correlation",
+    "grad_norms",
+    "dead_fraction",
+    "ActivationStats",
+    "lr_find",
+    "LRFinderResult",
+]
 
 
 # ---------------------------------------------------------------- a network made to be inspected
@@ -46,8 +60,14 @@ class GapCNN(nn.Module):
     x: (B, in_channels, H, W) -> (B, num_classes).
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, widths: tuple[int, ...] = (32, 64, 128),
-                 first_kernel: int = 5, batchnorm: bool = False):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        widths: tuple[int, ...] = (32, 64, 128),
+        first_kernel: int = 5,
+        batchnorm: bool = False,
+    ):
         super().__init__()
         layers, c = [], in_channels
         for i, w in enumerate(widths):
@@ -68,13 +88,19 @@ class GapCNN(nn.Module):
 
 
 @contextmanager
-def record_activations(model: nn.Module, names: Iterable[str]) -> Iterator[dict[str, torch.Tensor]]:
+def record_activations(
+    model: nn.Module, names: Iterable[str]
+) -> Iterator[dict[str, torch.Tensor]]:
     """Within the block, every forward pass stores the output of each named sub-module
     (`dict(model.named_modules())[name]`) in the yielded dict, detached. Hooks are removed on exit."""
     modules = dict(model.named_modules())
     store: dict[str, torch.Tensor] = {}
-    handles = [modules[n].register_forward_hook(lambda m, i, out, n=n: store.__setitem__(n, out.detach()))
-               for n in names]
+    handles = [
+        modules[n].register_forward_hook(
+            lambda m, i, out, n=n: store.__setitem__(n, out.detach())
+        )
+        for n in names
+    ]
     try:
         yield store
     finally:
@@ -89,11 +115,15 @@ def _targets(logits: torch.Tensor, target) -> torch.Tensor:
     if target is None:
         return logits.argmax(dim=1)
     if isinstance(target, int):
-        return torch.full((len(logits),), target, dtype=torch.long, device=logits.device)
+        return torch.full(
+            (len(logits),), target, dtype=torch.long, device=logits.device
+        )
     return torch.as_tensor(target, device=logits.device).long()
 
 
-def _input_gradient(model: nn.Module, x: torch.Tensor, target) -> tuple[torch.Tensor, torch.Tensor]:
+def _input_gradient(
+    model: nn.Module, x: torch.Tensor, target
+) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         logits = model(x)
@@ -110,17 +140,26 @@ def saliency(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
     return grad.abs().amax(dim=1)
 
 
-def smoothgrad(model: nn.Module, x: torch.Tensor, target=None, *, samples: int = 16, noise: float = 0.15,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def smoothgrad(
+    model: nn.Module,
+    x: torch.Tensor,
+    target=None,
+    *,
+    samples: int = 16,
+    noise: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """SmoothGrad (Smilkov et al. 2017): the gradient averaged over `samples` copies of x with
     Gaussian noise of std `noise` × (max − min of each image), then max over channels of |·|.
     The class is fixed from the clean input. x: (B, C, H, W) -> (B, H, W)."""
     with torch.no_grad():
         t = _targets(model(x), target)
-    span = (x.amax(dim=(1, 2, 3), keepdim=True) - x.amin(dim=(1, 2, 3), keepdim=True))
+    span = x.amax(dim=(1, 2, 3), keepdim=True) - x.amin(dim=(1, 2, 3), keepdim=True)
     total = torch.zeros_like(x)
     for _ in range(samples):
-        eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)  # generator on the CPU
+        eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(
+            x.device
+        )  # generator on the CPU
         total += _input_gradient(model, x + noise * span * eps, t)[0]
     return (total / samples).abs().amax(dim=1)
 
@@ -135,7 +174,9 @@ def gradcam_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Ten
     return F.relu((alpha * activations).sum(dim=1))
 
 
-def class_activation_map(activations: torch.Tensor, weight: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def class_activation_map(
+    activations: torch.Tensor, weight: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
     """CAM (Zhou et al. 2016) for a network `linear(GAP(A))`: ReLU(Σ_k w_{c,k} A_k).
     activations A: (B, K, h, w); weight: (classes, K) of the linear layer; target: (B,) -> (B, h, w)."""
     return F.relu(torch.einsum("bk,bkhw->bhw", weight[target], activations))
@@ -162,21 +203,27 @@ class GradCAM:
     def _save_gradient(self, grad: torch.Tensor) -> None:
         self.gradients = grad
 
-    def __call__(self, x: torch.Tensor, target=None, *, upsample: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.enable_grad():  # x requires grad so that A does even in a frozen model
+    def __call__(
+        self, x: torch.Tensor, target=None, *, upsample: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        with (
+            torch.enable_grad()
+        ):  # x requires grad so that A does even in a frozen model
             logits = self.model(x.detach().requires_grad_(True))
             t = _targets(logits, target)
             logits.gather(1, t[:, None]).sum().backward(inputs=[self.activations])
         maps = gradcam_map(self.activations.detach(), self.gradients)
         if upsample:
-            maps = F.interpolate(maps[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+            maps = F.interpolate(
+                maps[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False
+            )[:, 0]
         self.activations = self.gradients = None
         return maps, logits.detach()
 
     def remove(self) -> None:
         self._handle.remove()
 
-    def __enter__(self) -> "GradCAM":
+    def __enter__(self) -> GradCAM:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -206,8 +253,10 @@ def _average_ranks(flat: torch.Tensor) -> torch.Tensor:
     ranks = torch.empty(flat.shape, dtype=torch.float64, device=flat.device)
     values, order = flat.sort(dim=1)
     for i in range(len(flat)):
-        _, inverse, counts = torch.unique_consecutive(values[i], return_inverse=True, return_counts=True)
-        first = torch.cumsum(counts, 0) - counts                     # rank of the first of each tie group
+        _, inverse, counts = torch.unique_consecutive(
+            values[i], return_inverse=True, return_counts=True
+        )
+        first = torch.cumsum(counts, 0) - counts  # rank of the first of each tie group
         ranks[i, order[i]] = (first + (counts - 1) / 2).to(torch.float64)[inverse]
     return ranks
 
@@ -216,10 +265,15 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman rank correlation between maps, one per sample: a, b: (B, ...) -> (B,), float64.
     Ties get their average rank (as in `scipy.stats.spearmanr`); a constant map has no ranking,
     and its correlation is reported as 0."""
-    ra, rb = _average_ranks(a.reshape(len(a), -1)), _average_ranks(b.reshape(len(b), -1))
+    ra, rb = (
+        _average_ranks(a.reshape(len(a), -1)),
+        _average_ranks(b.reshape(len(b), -1)),
+    )
     ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
     denominator = ra.norm(dim=1) * rb.norm(dim=1)
-    return torch.where(denominator > 0, (ra * rb).sum(1) / denominator.clamp_min(1e-300), 0.0)
+    return torch.where(
+        denominator > 0, (ra * rb).sum(1) / denominator.clamp_min(1e-300), 0.0
+    )
 
 
 # ---------------------------------------------------------------- training diagnostics
@@ -227,8 +281,11 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def grad_norms(model: nn.Module, *, weights_only: bool = True) -> dict[str, float]:
     """‖∂L/∂θ‖₂ of each parameter after a backward pass (biases skipped when `weights_only`)."""
-    return {n: p.grad.norm().item() for n, p in model.named_parameters()
-            if p.grad is not None and (not weights_only or p.dim() > 1)}
+    return {
+        n: p.grad.norm().item()
+        for n, p in model.named_parameters()
+        if p.grad is not None and (not weights_only or p.dim() > 1)
+    }
 
 
 def dead_fraction(activations: torch.Tensor) -> float:
@@ -255,22 +312,34 @@ class ActivationStats:
 
     def __post_init__(self) -> None:
         modules = dict(self.model.named_modules())
-        self.stats = {n: {"mean": [], "std": [], "dead": [], "hist": []} for n in self.names}
+        self.stats = {
+            n: {"mean": [], "std": [], "dead": [], "hist": []} for n in self.names
+        }
         self._edges = torch.as_tensor(self.bins, dtype=torch.float32)
         self._calls = {n: 0 for n in self.names}
-        self._handles = [modules[n].register_forward_hook(self._hook(n)) for n in self.names]
+        self._handles = [
+            modules[n].register_forward_hook(self._hook(n)) for n in self.names
+        ]
 
     def _hook(self, name: str) -> Callable:
         def hook(module, inputs, out):
-            if (self.train_only and not module.training) or self._calls[name] % self.every:
+            if (self.train_only and not module.training) or self._calls[
+                name
+            ] % self.every:
                 self._calls[name] += 1
                 return
             self._calls[name] += 1
             a = out.detach().float()
             s = self.stats[name]
-            s["mean"].append(a.mean().item()); s["std"].append(a.std().item())
+            s["mean"].append(a.mean().item())
+            s["std"].append(a.std().item())
             s["dead"].append(dead_fraction(a))
-            s["hist"].append(torch.histogram(a.cpu().clamp(self.bins[0], self.bins[-1]), self._edges)[0].numpy())
+            s["hist"].append(
+                torch.histogram(
+                    a.cpu().clamp(self.bins[0], self.bins[-1]), self._edges
+                )[0].numpy()
+            )
+
         return hook
 
     def histograms(self, name: str) -> np.ndarray:
@@ -280,7 +349,7 @@ class ActivationStats:
         for h in self._handles:
             h.remove()
 
-    def __enter__(self) -> "ActivationStats":
+    def __enter__(self) -> ActivationStats:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -310,21 +379,40 @@ class LRFinderResult:
         ax = ax or plt.subplots(figsize=(6, 3.6))[1]
         ax.semilogx(self.lrs, self.losses, color="0.75", lw=0.8, label="loss per step")
         ax.semilogx(self.lrs, self.smoothed, lw=2, label="smoothed loss")
-        for lr, style, label in ((self.suggestion, "--", "suggestion = min / 10"),
-                                 (self.steepest, ":", "steepest descent")):
+        for lr, style, label in (
+            (self.suggestion, "--", "suggestion = min / 10"),
+            (self.steepest, ":", "steepest descent"),
+        ):
             ax.axvline(lr, ls=style, color="k", lw=1, label=f"{label}: {lr:.1e}")
-        top = np.nanmax(self.smoothed[: max(1, int(np.argmin(self.smoothed)))]) if len(self.smoothed) > 1 else None
+        top = (
+            np.nanmax(self.smoothed[: max(1, int(np.argmin(self.smoothed)))])
+            if len(self.smoothed) > 1
+            else None
+        )
         if top is not None and np.isfinite(top):
             ax.set_ylim(top=top * 1.2, bottom=max(0.0, np.nanmin(self.losses) * 0.9))
-        ax.set_xlabel("learning rate (log scale)"); ax.set_ylabel("training loss")
-        ax.set_title(title); ax.legend(fontsize=8); ax.grid(alpha=0.3, which="both")
+        ax.set_xlabel("learning rate (log scale)")
+        ax.set_ylabel("training loss")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, which="both")
         return ax
 
 
-def lr_find(model: nn.Module, loader: Iterable, *, loss_fn: Callable = F.cross_entropy,
-            optimizer_fn: Callable | None = None, start_lr: float = 1e-6, end_lr: float = 10.0,
-            steps: int = 200, beta: float = 0.95, diverge: float = 4.0,
-            device: torch.device | None = None, progress: bool = False) -> LRFinderResult:
+def lr_find(
+    model: nn.Module,
+    loader: Iterable,
+    *,
+    loss_fn: Callable = F.cross_entropy,
+    optimizer_fn: Callable | None = None,
+    start_lr: float = 1e-6,
+    end_lr: float = 10.0,
+    steps: int = 200,
+    beta: float = 0.95,
+    diverge: float = 4.0,
+    device: torch.device | None = None,
+    progress: bool = False,
+) -> LRFinderResult:
     """The learning-rate range test (Smith 2017; fastai's `lr_find`).
 
     Trains on `loader` for up to `steps` mini-batches while the learning rate grows exponentially,
@@ -335,7 +423,9 @@ def lr_find(model: nn.Module, loader: Iterable, *, loss_fn: Callable = F.cross_e
     """
     from .train import progress as progress_bar
 
-    optimizer_fn = optimizer_fn or (lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9))
+    optimizer_fn = optimizer_fn or (
+        lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9)
+    )
     dev = device or next(model.parameters()).device
     saved_state = copy.deepcopy(model.state_dict())
     was_training = model.training
@@ -352,7 +442,7 @@ def lr_find(model: nn.Module, loader: Iterable, *, loss_fn: Callable = F.cross_e
     try:
         model.train()
         for step, (xb, yb) in zip(range(steps), batches()):
-            lr = start_lr * factor ** step
+            lr = start_lr * factor**step
             for group in opt.param_groups:
                 group["lr"] = lr
             loss = loss_fn(model(xb.to(dev)), yb.to(dev))
@@ -362,7 +452,9 @@ def lr_find(model: nn.Module, loader: Iterable, *, loss_fn: Callable = F.cross_e
             value = loss.item()
             avg = beta * avg + (1 - beta) * value
             smooth = avg / (1 - beta ** (step + 1))
-            lrs.append(lr); losses.append(value); smoothed.append(smooth)
+            lrs.append(lr)
+            losses.append(value)
+            smoothed.append(smooth)
             best = min(best, smooth)
             bar.update(1)
             if not math.isfinite(smooth) or smooth > diverge * best:
@@ -375,7 +467,18 @@ def lr_find(model: nn.Module, loader: Iterable, *, loss_fn: Callable = F.cross_e
     lrs_a, losses_a, sm = np.array(lrs), np.array(losses), np.array(smoothed)
     finite = np.where(np.isfinite(sm), sm, np.inf)
     i_min = int(np.argmin(finite))
-    slopes = np.gradient(sm[: i_min + 1], np.log10(lrs_a[: i_min + 1])) if i_min >= 2 else np.zeros(1)
+    slopes = (
+        np.gradient(sm[: i_min + 1], np.log10(lrs_a[: i_min + 1]))
+        if i_min >= 2
+        else np.zeros(1)
+    )
     i_steep = int(np.argmin(slopes))
-    return LRFinderResult(lrs_a, losses_a, sm, suggestion=float(lrs_a[i_min] / 10),
-                          steepest=float(lrs_a[i_steep]), min_lr=float(lrs_a[i_min]), diverged=diverged)
+    return LRFinderResult(
+        lrs_a,
+        losses_a,
+        sm,
+        suggestion=float(lrs_a[i_min] / 10),
+        steepest=float(lrs_a[i_steep]),
+        min_lr=float(lrs_a[i_min]),
+        diverged=diverged,
+    )

@@ -1,4 +1,5 @@
 """Where the code runs and how much it does: device, seed, profile, budgets."""
+
 from __future__ import annotations
 
 import os
@@ -48,6 +49,18 @@ def device_name(dev: torch.device | None = None) -> str:
     return f"CPU {platform.machine()}, {torch.get_num_threads()} threads"
 
 
+def cpu_model() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo), else `platform.processor()`."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and PyTorch (all devices) for repeatable runs."""
     random.seed(seed)
@@ -68,6 +81,8 @@ def setup(seed: int = 0) -> torch.device:
 
     seed_everything(seed)
     dev = device()
-    print(f"dlcore {__version__} · torch {torch.__version__} · profile {profile()} · "
-          f"device {device_name(dev)} · seed {seed}")
+    print(
+        f"dlcore {__version__} · torch {torch.__version__} · profile {profile()} · "
+        f"device {device_name(dev)} · seed {seed}"
+    )
     return dev

@@ -1,13 +1,14 @@
 """One training loop for the whole book: `fit`, `evaluate`, a `History`, checkpoints."""
+
 from __future__ import annotations
 
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -20,12 +21,26 @@ from .runtime import device as default_device
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "",
-             unit: str = "step", disable: bool = False) -> tqdm:
+def progress(
+    iterable: Iterable | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "step",
+    disable: bool = False,
+) -> tqdm:
     """The book's progress bar: plain text on stdout, redrawn at most once a second, so it reads
     well live and as a stored notebook output. Use for hand-written loops; `fit` uses it too."""
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, file=sys.stdout,
-                mininterval=1.0, ncols=100)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=disable,
+        file=sys.stdout,
+        mininterval=1.0,
+        ncols=100,
+    )
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -59,7 +74,7 @@ class History:
         return {"epochs": self.epochs, "steps": self.steps}
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "History":
+    def from_state_dict(cls, state: dict) -> History:
         return cls(list(state["epochs"]), list(state["steps"]))
 
 
@@ -71,9 +86,15 @@ def _autocast(dev: torch.device, enabled: bool):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, *, loss_fn: Callable = F.cross_entropy,
-             metrics: dict[str, Metric] | None = None, device: torch.device | None = None,
-             amp: bool = True) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    *,
+    loss_fn: Callable = F.cross_entropy,
+    metrics: dict[str, Metric] | None = None,
+    device: torch.device | None = None,
+    amp: bool = True,
+) -> dict[str, float]:
     """Mean loss and metrics of `model` over `loader`, weighted by batch size."""
     dev = device or next(model.parameters()).device
     metrics = {"accuracy": accuracy} if metrics is None else metrics
@@ -97,12 +118,24 @@ def evaluate(model: nn.Module, loader: Iterable, *, loss_fn: Callable = F.cross_
 _progress_bar = progress  # `fit` has an argument named `progress`
 
 
-def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, optimizer: torch.optim.Optimizer,
-        loss_fn: Callable = F.cross_entropy, val_loader: Iterable | None = None,
-        metrics: dict[str, Metric] | None = None, scheduler=None, scheduler_per: str = "step",
-        clip_grad_norm: float | None = None, amp: bool = True, compile: bool = False,
-        device: torch.device | None = None, history: History | None = None,
-        progress: bool = True) -> History:
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable = F.cross_entropy,
+    val_loader: Iterable | None = None,
+    metrics: dict[str, Metric] | None = None,
+    scheduler=None,
+    scheduler_per: str = "step",
+    clip_grad_norm: float | None = None,
+    amp: bool = True,
+    compile: bool = False,
+    device: torch.device | None = None,
+    history: History | None = None,
+    progress: bool = True,
+) -> History:
     """Train `model` for `epochs` and return its `History`.
 
     train_loader yields (x: (B, ...), y: (B, ...)); loss_fn(model(x), y) -> scalar. `scheduler`
@@ -115,9 +148,13 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, optimizer: tor
     step_model = torch.compile(model) if compile else model
     metrics = {"accuracy": accuracy} if metrics is None else metrics
     history = history or History()
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp and amp_dtype(dev) == torch.float16)
+    scaler = torch.amp.GradScaler(
+        dev.type, enabled=amp and amp_dtype(dev) == torch.float16
+    )
     first = len(history.epochs)
-    bar = _progress_bar(total=epochs * len(train_loader), desc="fit", disable=not progress)
+    bar = _progress_bar(
+        total=epochs * len(train_loader), desc="fit", disable=not progress
+    )
     for epoch in range(first, first + epochs):
         model.train()
         start = time.perf_counter()
@@ -150,14 +187,18 @@ def fit(model: nn.Module, train_loader: Iterable, *, epochs: int, optimizer: tor
         record = {"epoch": epoch + 1}
         record.update({f"train_{k}": (v / count).item() for k, v in totals.items()})
         if val_loader is not None:
-            scores = evaluate(model, val_loader, loss_fn=loss_fn, metrics=metrics, device=dev, amp=amp)
+            scores = evaluate(
+                model, val_loader, loss_fn=loss_fn, metrics=metrics, device=dev, amp=amp
+            )
             record.update({f"val_{k}": v for k, v in scores.items()})
         record["lr"] = optimizer.param_groups[0]["lr"]
         record["seconds"] = time.perf_counter() - start
         history.epochs.append(record)
         history.steps.extend(torch.stack(step_losses).tolist())
         if progress:
-            bar.write(f"epoch {epoch + 1:>3}  {_summary(record)}  ({record['seconds']:.1f} s)")
+            bar.write(
+                f"epoch {epoch + 1:>3}  {_summary(record)}  ({record['seconds']:.1f} s)"
+            )
     bar.close()
     return history
 
@@ -170,8 +211,14 @@ def _summary(record: dict[str, float]) -> str:
 # ---------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    scheduler=None, history: History | None = None, **extra) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler=None,
+    history: History | None = None,
+    **extra,
+) -> Path:
     """Save model (and optimiser, scheduler, history, extra values) atomically to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,8 +235,13 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     return path
 
 
-def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    scheduler=None, map_location: str | torch.device = "cpu") -> tuple[History, dict]:
+def load_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler=None,
+    map_location: str | torch.device = "cpu",
+) -> tuple[History, dict]:
     """Restore what `save_checkpoint` saved (with `weights_only=True`: no pickled code runs).
     Returns the saved history (empty if none) and the extra values."""
     state = torch.load(path, map_location=map_location, weights_only=True)
@@ -198,5 +250,7 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and "scheduler" in state:
         scheduler.load_state_dict(state["scheduler"])
-    history = History.from_state_dict(state["history"]) if "history" in state else History()
+    history = (
+        History.from_state_dict(state["history"]) if "history" in state else History()
+    )
     return history, state["extra"]

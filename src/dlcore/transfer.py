@@ -6,10 +6,11 @@ head, compute features once for a frozen backbone, fit linear probes, and load a
 only after its sha256 matches. Everything works on any `nn.Module`; the defaults (`head="fc"`) fit
 `dlcore.models.resnet.ResNet` and torchvision's ResNets alike.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 from urllib.parse import urlparse
 
 import torch
@@ -24,7 +25,9 @@ from .train import History, load_checkpoint
 
 def take(data: TensorData, index: torch.Tensor) -> TensorData:
     """The examples `data[index]` (index: (n,) int64 positions) as a new `TensorData`."""
-    return TensorData(data.x[index], data.y[index], data.classes, data.mean, data.std, data.source)
+    return TensorData(
+        data.x[index], data.y[index], data.classes, data.mean, data.std, data.source
+    )
 
 
 def select_classes(data: TensorData, classes: Sequence[str]) -> TensorData:
@@ -33,7 +36,14 @@ def select_classes(data: TensorData, classes: Sequence[str]) -> TensorData:
     keep = torch.isin(data.y, wanted).nonzero().flatten()
     remap = torch.full((len(data.classes),), -1, dtype=torch.long)
     remap[wanted] = torch.arange(len(classes))
-    return TensorData(data.x[keep], remap[data.y[keep]], list(classes), data.mean, data.std, data.source)
+    return TensorData(
+        data.x[keep],
+        remap[data.y[keep]],
+        list(classes),
+        data.mean,
+        data.std,
+        data.source,
+    )
 
 
 def balanced_subset(data: TensorData, per_class: int, seed: int = 0) -> TensorData:
@@ -44,7 +54,9 @@ def balanced_subset(data: TensorData, per_class: int, seed: int = 0) -> TensorDa
     for k in range(len(data.classes)):
         members = (data.y == k).nonzero().flatten()
         if len(members) < per_class:
-            raise ValueError(f"class {data.classes[k]!r} has {len(members)} examples, fewer than {per_class}")
+            raise ValueError(
+                f"class {data.classes[k]!r} has {len(members)} examples, fewer than {per_class}"
+            )
         picks.append(members[torch.randperm(len(members), generator=g)[:per_class]])
     index = torch.stack(picks, 1).flatten()  # interleaved: class 0, 1, ..., 0, 1, ...
     return take(data, index[torch.randperm(len(index), generator=g)])
@@ -58,21 +70,31 @@ def sha256sum(path: str | Path) -> str:
     return file_digest(path, "sha256")
 
 
-def load_verified(path: str | Path, model: nn.Module, sha256: str,
-                  map_location: str | torch.device = "cpu") -> tuple[History, dict]:
+def load_verified(
+    path: str | Path,
+    model: nn.Module,
+    sha256: str,
+    map_location: str | torch.device = "cpu",
+) -> tuple[History, dict]:
     """`dlcore.load_checkpoint(path, model)` (weights_only=True), but only after the file's sha256
     equals `sha256`; otherwise raise `dlcore.ChecksumError` and leave `model` untouched."""
     got = sha256sum(path)
     if got != sha256.lower():
-        raise ChecksumError(f"{Path(path).name}: sha256 {got}, expected {sha256}. The checkpoint is "
-                            "corrupt or not the one this code was written for; do not use it.")
+        raise ChecksumError(
+            f"{Path(path).name}: sha256 {got}, expected {sha256}. The checkpoint is "
+            "corrupt or not the one this code was written for; do not use it."
+        )
     return load_checkpoint(path, model, map_location=map_location)
 
 
 def hub_weights_path(weights) -> Path | None:
     """Where `torch.hub` caches a torchvision weights enum (e.g. `ResNet18_Weights.DEFAULT`), if the
     file is already there; None otherwise. Never downloads."""
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    path = (
+        Path(torch.hub.get_dir())
+        / "checkpoints"
+        / Path(urlparse(weights.url).path).name
+    )
     return path if path.is_file() else None
 
 
@@ -85,8 +107,13 @@ def replace_head(model: nn.Module, num_classes: int, head: str = "fc") -> nn.Lin
     old = getattr(model, head)
     if not isinstance(old, nn.Linear):
         raise TypeError(f"model.{head} is a {type(old).__name__}, not nn.Linear")
-    new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None,
-                    device=old.weight.device, dtype=old.weight.dtype)
+    new = nn.Linear(
+        old.in_features,
+        num_classes,
+        bias=old.bias is not None,
+        device=old.weight.device,
+        dtype=old.weight.dtype,
+    )
     setattr(model, head, new)
     return new
 
@@ -111,10 +138,12 @@ class FrozenBatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(num_features))
 
     @classmethod
-    def from_batchnorm(cls, bn: nn.modules.batchnorm._BatchNorm) -> "FrozenBatchNorm":
+    def from_batchnorm(cls, bn: nn.modules.batchnorm._BatchNorm) -> FrozenBatchNorm:
         if not bn.track_running_stats or bn.running_mean is None:
             raise ValueError("a BatchNorm without running statistics cannot be frozen")
-        frozen = cls(bn.num_features, bn.eps).to(bn.running_mean)  # same device and dtype
+        frozen = cls(bn.num_features, bn.eps).to(
+            bn.running_mean
+        )  # same device and dtype
         with torch.no_grad():
             if bn.affine:
                 frozen.weight.copy_(bn.weight)
@@ -124,7 +153,9 @@ class FrozenBatchNorm(nn.Module):
         return frozen
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        state_dict.pop(prefix + "num_batches_tracked", None)  # a BatchNorm's state dict loads as is
+        state_dict.pop(
+            prefix + "num_batches_tracked", None
+        )  # a BatchNorm's state dict loads as is
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,7 +185,9 @@ def _under(name: str, prefix: str) -> bool:
     return prefix == "" or name == prefix or name.startswith(prefix + ".")
 
 
-def freeze(model: nn.Module, except_: str | Sequence[str] = (), *, batchnorm: str = "freeze") -> nn.Module:
+def freeze(
+    model: nn.Module, except_: str | Sequence[str] = (), *, batchnorm: str = "freeze"
+) -> nn.Module:
     """Stop training every part of `model` except the submodules named in `except_` (qualified
     names such as "fc" or "stages.2"; every name must exist). In place; returns `model`.
 
@@ -170,14 +203,22 @@ def freeze(model: nn.Module, except_: str | Sequence[str] = (), *, batchnorm: st
     names = [n for n, _ in model.named_modules()]
     for prefix in keep:
         if not any(_under(n, prefix) for n in names):
-            raise ValueError(f"no submodule named {prefix!r}; e.g. {', '.join(n for n in names[1:6])}")
+            raise ValueError(
+                f"no submodule named {prefix!r}; e.g. {', '.join(n for n in names[1:6])}"
+            )
     for name, p in model.named_parameters():
         p.requires_grad_(any(_under(name, k) for k in keep))
     if batchnorm == "freeze":
         for name, module in list(model.named_modules()):
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(_under(name, k) for k in keep):
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+                _under(name, k) for k in keep
+            ):
                 parent, _, attr = name.rpartition(".")
-                setattr(model.get_submodule(parent), attr, FrozenBatchNorm.from_batchnorm(module))
+                setattr(
+                    model.get_submodule(parent),
+                    attr,
+                    FrozenBatchNorm.from_batchnorm(module),
+                )
     return model
 
 
@@ -190,13 +231,17 @@ def unfreeze(model: nn.Module) -> nn.Module:
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (or of those with `requires_grad`)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    return sum(
+        p.numel() for p in model.parameters() if p.requires_grad or not trainable_only
+    )
 
 
 # ---------------------------------------------------------------- learning rates per layer
 
 
-def param_groups(model: nn.Module, lrs: Mapping[str, float], **group_options) -> list[dict]:
+def param_groups(
+    model: nn.Module, lrs: Mapping[str, float], **group_options
+) -> list[dict]:
     """Optimizer parameter groups with one learning rate per part of the model.
 
     lrs: submodule prefix -> learning rate, e.g. {"fc": 1e-2, "stages.2": 3e-3, "": 1e-3}; each
@@ -211,13 +256,20 @@ def param_groups(model: nn.Module, lrs: Mapping[str, float], **group_options) ->
             continue
         match = next((k for k in order if _under(name, k)), None)
         if match is None:
-            raise ValueError(f"parameter {name!r} matches no prefix in {list(lrs)}; add one, or '' for the rest")
+            raise ValueError(
+                f"parameter {name!r} matches no prefix in {list(lrs)}; add one, or '' for the rest"
+            )
         groups[match].append(p)
-    return [{"params": ps, "lr": lrs[k], "name": k or "(rest)", **group_options}
-            for k, ps in groups.items() if ps]
+    return [
+        {"params": ps, "lr": lrs[k], "name": k or "(rest)", **group_options}
+        for k, ps in groups.items()
+        if ps
+    ]
 
 
-def layerwise_lrs(prefixes: Sequence[str], top_lr: float, decay: float) -> dict[str, float]:
+def layerwise_lrs(
+    prefixes: Sequence[str], top_lr: float, decay: float
+) -> dict[str, float]:
     """Learning rates that shrink by `decay` per step down the network: the last prefix (the head)
     gets `top_lr`, the one before `top_lr / decay`, and so on (Howard and Ruder, 2018)."""
     n = len(prefixes)
@@ -228,8 +280,13 @@ def layerwise_lrs(prefixes: Sequence[str], top_lr: float, decay: float) -> dict[
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, loader: Iterable, *, head: str = "fc",
-                     device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_features(
+    model: nn.Module,
+    loader: Iterable,
+    *,
+    head: str = "fc",
+    device: torch.device | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run `model` without its head (`model.<head>` replaced by the identity, in eval mode) over
     `loader`; return the stacked features (N, D) and labels (N,), on the CPU. Restores the model."""
     dev = device or next(model.parameters()).device
@@ -247,8 +304,15 @@ def extract_features(model: nn.Module, loader: Iterable, *, head: str = "fc",
     return torch.cat(feats), torch.cat(labels)
 
 
-def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                 *, weight_decay: float = 1e-3, steps: int = 100) -> float:
+def linear_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    *,
+    weight_decay: float = 1e-3,
+    steps: int = 100,
+) -> float:
     """Test accuracy of a multinomial logistic regression on fixed features.
 
     Features are standardised with the training mean and std; the L2-penalised cross-entropy
@@ -259,7 +323,9 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     k = int(max(train_y.max(), test_y.max())) + 1
     w = torch.zeros(a.shape[1], k, dtype=torch.float64, requires_grad=True)
     c = torch.zeros(k, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, c], lr=1, max_iter=steps, history_size=20, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, c], lr=1, max_iter=steps, history_size=20, line_search_fn="strong_wolfe"
+    )
 
     def closure():
         opt.zero_grad()

@@ -14,6 +14,7 @@ Each network keeps the idea its paper added and shrinks the widths so that it tr
 
 All take x: (B, in_channels, H, W) with H = W = 28 or 32 and return logits (B, num_classes).
 """
+
 from __future__ import annotations
 
 import time
@@ -25,8 +26,19 @@ from torch import nn
 from ..data import TensorData, loader
 from ..train import History, evaluate, fit
 
-__all__ = ["LeNet5", "AlexNetSmall", "VGGSmall", "vgg_block", "NiNSmall", "nin_block", "Inception",
-           "GoogLeNetSmall", "FastMNISTNet", "train_fast_mnist", "MODELS"]
+__all__ = [
+    "LeNet5",
+    "AlexNetSmall",
+    "VGGSmall",
+    "vgg_block",
+    "NiNSmall",
+    "nin_block",
+    "Inception",
+    "GoogLeNetSmall",
+    "FastMNISTNet",
+    "train_fast_mnist",
+    "MODELS",
+]
 
 
 class LeNet5(nn.Module):
@@ -38,15 +50,28 @@ class LeNet5(nn.Module):
     x: (B, in_channels, 28, 28) -> (B, num_classes).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, activation: type[nn.Module] = nn.Tanh):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        activation: type[nn.Module] = nn.Tanh,
+    ):
         super().__init__()
         act = activation
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5, padding=2), act(), nn.AvgPool2d(2),  # (6, 14, 14)
-            nn.Conv2d(6, 16, 5), act(), nn.AvgPool2d(2),                      # (16, 5, 5)
+            nn.Conv2d(in_channels, 6, 5, padding=2),
+            act(),
+            nn.AvgPool2d(2),  # (6, 14, 14)
+            nn.Conv2d(6, 16, 5),
+            act(),
+            nn.AvgPool2d(2),  # (16, 5, 5)
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(16 * 5 * 5, 120), act(), nn.Linear(120, 84), act(),
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120),
+            act(),
+            nn.Linear(120, 84),
+            act(),
             nn.Linear(84, num_classes),
         )
 
@@ -60,21 +85,34 @@ class AlexNetSmall(nn.Module):
     three-layer classifier with dropout at 1/8 of its width (4096 → 512).
     x: (B, in_channels, 28|32, 28|32) -> (B, num_classes)."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5):
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5
+    ):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 24, 5, stride=2, padding=2), nn.ReLU(),  # (24, 14, 14) at 28
-            nn.MaxPool2d(3, stride=2, padding=1),                          # (24, 7, 7)
-            nn.Conv2d(24, 64, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(3, stride=2, padding=1),                          # (64, 4, 4)
-            nn.Conv2d(64, 96, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(96, 96, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(96, 64, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveMaxPool2d(2),                                       # (64, 2, 2)
+            nn.Conv2d(in_channels, 24, 5, stride=2, padding=2),
+            nn.ReLU(),  # (24, 14, 14) at 28
+            nn.MaxPool2d(3, stride=2, padding=1),  # (24, 7, 7)
+            nn.Conv2d(24, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(3, stride=2, padding=1),  # (64, 4, 4)
+            nn.Conv2d(64, 96, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(96, 96, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(96, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveMaxPool2d(2),  # (64, 2, 2)
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(64 * 2 * 2, 512), nn.ReLU(),
-            nn.Dropout(dropout), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, num_classes),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(64 * 2 * 2, 512),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(512, 512),
+            nn.ReLU(),
+            nn.Linear(512, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,8 +133,13 @@ class VGGSmall(nn.Module):
     ((1, 16), (1, 32), (2, 64)) takes 28×28 to 3×3 (32×32 to 4×4), then a dropout classifier.
     x: (B, in_channels, 28|32, 28|32) -> (B, num_classes)."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10,
-                 arch: tuple[tuple[int, int], ...] = ((1, 16), (1, 32), (2, 64)), dropout: float = 0.5):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        arch: tuple[tuple[int, int], ...] = ((1, 16), (1, 32), (2, 64)),
+        dropout: float = 0.5,
+    ):
         super().__init__()
         blocks, c = [], in_channels
         for num_convs, c_out in arch:
@@ -104,21 +147,32 @@ class VGGSmall(nn.Module):
             c = c_out
         self.features = nn.Sequential(*blocks, nn.AdaptiveMaxPool2d(3))  # (c, 3, 3)
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(c * 9, 256), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(256, 256), nn.ReLU(), nn.Dropout(dropout), nn.Linear(256, num_classes),
+            nn.Flatten(),
+            nn.Linear(c * 9, 256),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(256, 256),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(256, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
 
-def nin_block(c_in: int, c_out: int, kernel_size: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
+def nin_block(
+    c_in: int, c_out: int, kernel_size: int, stride: int = 1, padding: int = 0
+) -> nn.Sequential:
     """NiN's unit: one k×k convolution followed by two 1×1 convolutions — a small MLP applied at
     every pixel across channels. (B, c_in, H, W) -> (B, c_out, H', W')."""
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel_size, stride, padding), nn.ReLU(),
-        nn.Conv2d(c_out, c_out, 1), nn.ReLU(),
-        nn.Conv2d(c_out, c_out, 1), nn.ReLU(),
+        nn.Conv2d(c_in, c_out, kernel_size, stride, padding),
+        nn.ReLU(),
+        nn.Conv2d(c_out, c_out, 1),
+        nn.ReLU(),
+        nn.Conv2d(c_out, c_out, 1),
+        nn.ReLU(),
     )
 
 
@@ -127,14 +181,19 @@ class NiNSmall(nn.Module):
     average pooling in place of fully connected layers (so: no Linear layer at all).
     x: (B, in_channels, 28|32, 28|32) -> (B, num_classes)."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5):
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5
+    ):
         super().__init__()
         self.net = nn.Sequential(
-            nin_block(in_channels, 32, 5, stride=2, padding=2), nn.MaxPool2d(2),  # (32, 7, 7) at 28
-            nin_block(32, 64, 3, padding=1), nn.MaxPool2d(2),                    # (64, 3, 3)
+            nin_block(in_channels, 32, 5, stride=2, padding=2),
+            nn.MaxPool2d(2),  # (32, 7, 7) at 28
+            nin_block(32, 64, 3, padding=1),
+            nn.MaxPool2d(2),  # (64, 3, 3)
             nn.Dropout(dropout),
-            nin_block(64, num_classes, 3, padding=1),                           # (classes, 3, 3)
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),                              # (classes,)
+            nin_block(64, num_classes, 3, padding=1),  # (classes, 3, 3)
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),  # (classes,)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,12 +208,26 @@ class Inception(nn.Module):
     (B, c_in, H, W) -> (B, c1 + c2[1] + c3[1] + c4, H, W).
     """
 
-    def __init__(self, c_in: int, c1: int, c2: tuple[int, int], c3: tuple[int, int], c4: int):
+    def __init__(
+        self, c_in: int, c1: int, c2: tuple[int, int], c3: tuple[int, int], c4: int
+    ):
         super().__init__()
         self.b1 = nn.Sequential(nn.Conv2d(c_in, c1, 1), nn.ReLU())
-        self.b2 = nn.Sequential(nn.Conv2d(c_in, c2[0], 1), nn.ReLU(), nn.Conv2d(c2[0], c2[1], 3, padding=1), nn.ReLU())
-        self.b3 = nn.Sequential(nn.Conv2d(c_in, c3[0], 1), nn.ReLU(), nn.Conv2d(c3[0], c3[1], 5, padding=2), nn.ReLU())
-        self.b4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), nn.Conv2d(c_in, c4, 1), nn.ReLU())
+        self.b2 = nn.Sequential(
+            nn.Conv2d(c_in, c2[0], 1),
+            nn.ReLU(),
+            nn.Conv2d(c2[0], c2[1], 3, padding=1),
+            nn.ReLU(),
+        )
+        self.b3 = nn.Sequential(
+            nn.Conv2d(c_in, c3[0], 1),
+            nn.ReLU(),
+            nn.Conv2d(c3[0], c3[1], 5, padding=2),
+            nn.ReLU(),
+        )
+        self.b4 = nn.Sequential(
+            nn.MaxPool2d(3, stride=1, padding=1), nn.Conv2d(c_in, c4, 1), nn.ReLU()
+        )
         self.out_channels = c1 + c2[1] + c3[1] + c4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -167,12 +240,17 @@ class GoogLeNetSmall(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10):
         super().__init__()
-        i3 = Inception(32, 16, (16, 32), (8, 16), 16)               # 80 channels
+        i3 = Inception(32, 16, (16, 32), (8, 16), 16)  # 80 channels
         i4 = Inception(i3.out_channels, 48, (32, 64), (8, 16), 32)  # 160 channels
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (32, 14, 14)
-            i3, nn.MaxPool2d(2),                                                   # (80, 7, 7)
-            i4, nn.AdaptiveAvgPool2d(1), nn.Flatten(),                             # (160,)
+            nn.Conv2d(in_channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # (32, 14, 14)
+            i3,
+            nn.MaxPool2d(2),  # (80, 7, 7)
+            i4,
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),  # (160,)
             nn.Linear(i4.out_channels, num_classes),
         )
 
@@ -190,8 +268,13 @@ class FastMNISTNet(nn.Module):
     `batchnorm=False` drops BatchNorm (biases come back), for ablations.
     x: (B, in_channels, 28, 28) -> (B, num_classes)."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, widths: tuple[int, int] = (16, 32),
-                 batchnorm: bool = True):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        widths: tuple[int, int] = (16, 32),
+        batchnorm: bool = True,
+    ):
         super().__init__()
         c1, c2 = widths
 
@@ -199,19 +282,36 @@ class FastMNISTNet(nn.Module):
             return nn.BatchNorm2d(c) if batchnorm else nn.Identity()
 
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 5, bias=not batchnorm), nn.MaxPool2d(2), norm(c1), nn.ReLU(),  # (c1, 12, 12)
-            nn.Conv2d(c1, c2, 5, bias=not batchnorm), nn.MaxPool2d(2), norm(c2), nn.ReLU(),           # (c2, 4, 4)
-            nn.Flatten(), nn.Linear(c2 * 4 * 4, num_classes),
+            nn.Conv2d(in_channels, c1, 5, bias=not batchnorm),
+            nn.MaxPool2d(2),
+            norm(c1),
+            nn.ReLU(),  # (c1, 12, 12)
+            nn.Conv2d(c1, c2, 5, bias=not batchnorm),
+            nn.MaxPool2d(2),
+            norm(c2),
+            nn.ReLU(),  # (c2, 4, 4)
+            nn.Flatten(),
+            nn.Linear(c2 * 4 * 4, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
-def train_fast_mnist(train: TensorData, test: TensorData, *, epochs: int = 2, batch_size: int = 256,
-                     max_lr: float = 2e-2, label_smoothing: float = 0.1, weight_decay: float = 5e-4,
-                     seed: int = 0, device: torch.device | str = "cpu", progress: bool = False,
-                     model: nn.Module | None = None) -> dict:
+def train_fast_mnist(
+    train: TensorData,
+    test: TensorData,
+    *,
+    epochs: int = 2,
+    batch_size: int = 256,
+    max_lr: float = 2e-2,
+    label_smoothing: float = 0.1,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    model: nn.Module | None = None,
+) -> dict:
     """The fast MNIST recipe: `FastMNISTNet`, AdamW with a one-cycle schedule peaking at a high
     `max_lr`, label smoothing, channels-last memory, in-memory batches (`dlcore.loader`) and
     `dlcore.fit`. Only training is timed (the data is already loaded; building the loaders and
@@ -226,25 +326,51 @@ def train_fast_mnist(train: TensorData, test: TensorData, *, epochs: int = 2, ba
     device = torch.device(device)
     torch.manual_seed(seed)
     model = FastMNISTNet() if model is None else model
-    model = model.to(device).to(memory_format=torch.channels_last)  # NHWC: faster CPU convs
-    train_loader = loader(train, batch_size, shuffle=True, device=device, drop_last=True)
+    model = model.to(device).to(
+        memory_format=torch.channels_last
+    )  # NHWC: faster CPU convs
+    train_loader = loader(
+        train, batch_size, shuffle=True, device=device, drop_last=True
+    )
     test_loader = loader(test, 2000, device=device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=max_lr, weight_decay=weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=max_lr, total_steps=epochs * len(train_loader), pct_start=0.25)
+        optimizer, max_lr=max_lr, total_steps=epochs * len(train_loader), pct_start=0.25
+    )
 
     def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
 
     start = time.perf_counter()
-    history: History = fit(model, train_loader, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
-                           loss_fn=loss_fn, device=device, progress=progress)
+    history: History = fit(
+        model,
+        train_loader,
+        epochs=epochs,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss_fn=loss_fn,
+        device=device,
+        progress=progress,
+    )
     seconds = time.perf_counter() - start
     accuracy = evaluate(model, test_loader, device=device)["accuracy"]
-    return {"accuracy": accuracy, "seconds": seconds, "history": history, "model": model,
-            "macs": count_macs(model).macs}
+    return {
+        "accuracy": accuracy,
+        "seconds": seconds,
+        "history": history,
+        "model": model,
+        "macs": count_macs(model).macs,
+    }
 
 
-MODELS = {"LeNet-5": LeNet5, "AlexNet-small": AlexNetSmall, "VGG-small": VGGSmall,
-          "NiN-small": NiNSmall, "GoogLeNet-small": GoogLeNetSmall, "FastMNISTNet": FastMNISTNet}
+MODELS = {
+    "LeNet-5": LeNet5,
+    "AlexNet-small": AlexNetSmall,
+    "VGG-small": VGGSmall,
+    "NiN-small": NiNSmall,
+    "GoogLeNet-small": GoogLeNetSmall,
+    "FastMNISTNet": FastMNISTNet,
+}
 """The chapter's models by display name, each a class whose defaults fit 1×28×28 inputs."""

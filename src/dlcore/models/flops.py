@@ -5,6 +5,7 @@ adds the layer's multiply–adds; nothing else is counted (activations, pooling,
 bias additions are O(outputs), negligible next to the products). One FLOP convention: a
 multiply–add is 2 FLOPs, as `torch.utils.flop_counter.FlopCounterMode` counts them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,8 +14,14 @@ import torch
 from torch import nn
 
 
-def conv2d_macs(c_in: int, c_out: int, k: int | tuple[int, int], h_out: int, w_out: int,
-                groups: int = 1) -> int:
+def conv2d_macs(
+    c_in: int,
+    c_out: int,
+    k: int | tuple[int, int],
+    h_out: int,
+    w_out: int,
+    groups: int = 1,
+) -> int:
     """Multiply–adds of one image through a convolution: every one of the c_out·h_out·w_out
     outputs is a dot product of length (c_in/groups)·k_h·k_w."""
     kh, kw = (k, k) if isinstance(k, int) else k
@@ -55,7 +62,9 @@ class FlopReport:
 
 
 def _hook(report: FlopReport, name: str):
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+    def hook(
+        module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor
+    ) -> None:
         batch = out.shape[0]
         per_example = out.numel() // batch  # outputs of one example
         if isinstance(module, nn.Conv2d):
@@ -63,18 +72,26 @@ def _hook(report: FlopReport, name: str):
             macs = per_example * (module.in_channels // module.groups) * kh * kw
         else:  # nn.Linear: every output is a dot product of length in_features
             macs = per_example * module.in_features
-        report.layers.append(LayerCount(name, type(module).__name__, tuple(out.shape[1:]), macs))
+        report.layers.append(
+            LayerCount(name, type(module).__name__, tuple(out.shape[1:]), macs)
+        )
+
     return hook
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> FlopReport:
+def count_macs(
+    model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)
+) -> FlopReport:
     """Run one example of `input_shape` (C, H, W) through `model` with forward hooks on every
     Conv2d and Linear, and return the per-layer multiply–adds and the parameter count.
     A layer called twice is counted twice, as it costs twice."""
     report = FlopReport(params=sum(p.numel() for p in model.parameters()))
-    handles = [m.register_forward_hook(_hook(report, name)) for name, m in model.named_modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [
+        m.register_forward_hook(_hook(report, name))
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     was_training = model.training
     model.eval()  # BatchNorm must not update its running statistics on the probe
     try:

@@ -4,9 +4,10 @@ The CIFAR-style layout of He et al. (2016): a 3×3 stem, three stages whose widt
 resolution halves, global average pooling and one linear layer. `shortcut=False` removes every
 skip connection and leaves all else equal — the "plain" network of the degradation experiment.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -14,8 +15,10 @@ from torch import nn
 
 def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
     """Conv (no bias: BatchNorm supplies it) followed by BatchNorm."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, bias=False),
-                         nn.BatchNorm2d(c_out))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+    )
 
 
 class BasicBlock(nn.Module):
@@ -30,10 +33,17 @@ class BasicBlock(nn.Module):
     def __init__(self, c_in: int, width: int, stride: int = 1, shortcut: bool = True):
         super().__init__()
         c_out = width * self.expansion
-        self.residual = nn.Sequential(conv_bn(c_in, width, 3, stride), nn.ReLU(inplace=True),
-                                      conv_bn(width, c_out, 3))
+        self.residual = nn.Sequential(
+            conv_bn(c_in, width, 3, stride),
+            nn.ReLU(inplace=True),
+            conv_bn(width, c_out, 3),
+        )
         self.use_shortcut = shortcut
-        self.project = conv_bn(c_in, c_out, 1, stride) if shortcut and (stride != 1 or c_in != c_out) else None
+        self.project = (
+            conv_bn(c_in, c_out, 1, stride)
+            if shortcut and (stride != 1 or c_in != c_out)
+            else None
+        )
 
     def last_bn(self) -> nn.BatchNorm2d:
         return self.residual[-1][-1]
@@ -53,9 +63,13 @@ class Bottleneck(BasicBlock):
     def __init__(self, c_in: int, width: int, stride: int = 1, shortcut: bool = True):
         super().__init__(c_in, width, stride, shortcut)
         c_out = width * self.expansion
-        self.residual = nn.Sequential(conv_bn(c_in, width, 1), nn.ReLU(inplace=True),
-                                      conv_bn(width, width, 3, stride), nn.ReLU(inplace=True),
-                                      conv_bn(width, c_out, 1))
+        self.residual = nn.Sequential(
+            conv_bn(c_in, width, 1),
+            nn.ReLU(inplace=True),
+            conv_bn(width, width, 3, stride),
+            nn.ReLU(inplace=True),
+            conv_bn(width, c_out, 1),
+        )
 
 
 class PreActBlock(nn.Module):
@@ -66,14 +80,24 @@ class PreActBlock(nn.Module):
 
     def __init__(self, c_in: int, width: int, stride: int = 1, shortcut: bool = True):
         super().__init__()
-        self.bn1, self.conv1 = nn.BatchNorm2d(c_in), nn.Conv2d(c_in, width, 3, stride, 1, bias=False)
-        self.bn2, self.conv2 = nn.BatchNorm2d(width), nn.Conv2d(width, width, 3, 1, 1, bias=False)
+        self.bn1, self.conv1 = (
+            nn.BatchNorm2d(c_in),
+            nn.Conv2d(c_in, width, 3, stride, 1, bias=False),
+        )
+        self.bn2, self.conv2 = (
+            nn.BatchNorm2d(width),
+            nn.Conv2d(width, width, 3, 1, 1, bias=False),
+        )
         self.use_shortcut = shortcut
         needs_projection = shortcut and (stride != 1 or c_in != width)
-        self.project = nn.Conv2d(c_in, width, 1, stride, bias=False) if needs_projection else None
+        self.project = (
+            nn.Conv2d(c_in, width, 1, stride, bias=False) if needs_projection else None
+        )
 
     def last_bn(self) -> nn.BatchNorm2d:
-        return self.bn2  # zero-initialising it would not zero F; ResNet skips pre-act blocks
+        return (
+            self.bn2
+        )  # zero-initialising it would not zero F; ResNet skips pre-act blocks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = torch.relu(self.bn1(x))
@@ -95,14 +119,24 @@ class ResNet(nn.Module):
     (Goyal et al., 2017).
     """
 
-    def __init__(self, blocks: Sequence[int] = (2, 2, 2), widths: Sequence[int] = (16, 32, 64), *,
-                 block: str = "basic", in_channels: int = 3, num_classes: int = 10,
-                 shortcut: bool = True, zero_init_residual: bool = True):
+    def __init__(
+        self,
+        blocks: Sequence[int] = (2, 2, 2),
+        widths: Sequence[int] = (16, 32, 64),
+        *,
+        block: str = "basic",
+        in_channels: int = 3,
+        num_classes: int = 10,
+        shortcut: bool = True,
+        zero_init_residual: bool = True,
+    ):
         super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"unknown block {block!r}; known: {', '.join(BLOCKS)}")
         Block = BLOCKS[block]
-        self.stem = nn.Sequential(conv_bn(in_channels, widths[0], 3), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            conv_bn(in_channels, widths[0], 3), nn.ReLU(inplace=True)
+        )
         stages, c_in = [], widths[0]
         for i, (n, width) in enumerate(zip(blocks, widths)):
             for j in range(n):
@@ -110,7 +144,9 @@ class ResNet(nn.Module):
                 stages.append(Block(c_in, width, stride, shortcut))
                 c_in = width * Block.expansion
         self.stages = nn.Sequential(*stages)
-        self.head_bn = nn.BatchNorm2d(c_in) if block == "preact" else None  # pre-act nets end un-normalised
+        self.head_bn = (
+            nn.BatchNorm2d(c_in) if block == "preact" else None
+        )  # pre-act nets end un-normalised
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c_in, num_classes)
         self.features_dim = c_in
@@ -127,20 +163,26 @@ class ResNet(nn.Module):
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
-def resnet(depth: int = 20, *, width: int = 16, block: str = "basic", **kwargs) -> ResNet:
+def resnet(
+    depth: int = 20, *, width: int = 16, block: str = "basic", **kwargs
+) -> ResNet:
     """The CIFAR ResNet of depth 6n+2 (basic/pre-act) or 9n+2 (bottleneck): 20, 32, 56, 110, ...
 
     Widths are (width, 2·width, 4·width); e.g. `resnet(20)` has 0.27 M parameters."""
     per_block = 3 if block == "bottleneck" else 2
     n, rest = divmod(depth - 2, 3 * per_block)
     if rest or n < 1:
-        raise ValueError(f"depth {depth} is not {3 * per_block}n+2 for a {block} ResNet")
+        raise ValueError(
+            f"depth {depth} is not {3 * per_block}n+2 for a {block} ResNet"
+        )
     return ResNet((n, n, n), (width, 2 * width, 4 * width), block=block, **kwargs)
 
 
 def plainnet(depth: int = 20, *, width: int = 16, **kwargs) -> ResNet:
     """The same network as `resnet(depth)` without any shortcut (He et al.'s "plain" baseline)."""
-    return resnet(depth, width=width, shortcut=False, zero_init_residual=False, **kwargs)
+    return resnet(
+        depth, width=width, shortcut=False, zero_init_residual=False, **kwargs
+    )
 
 
 class DenseBlock(nn.Module):
@@ -150,9 +192,13 @@ class DenseBlock(nn.Module):
     def __init__(self, c_in: int, layers: int = 4, growth: int = 12):
         super().__init__()
         self.layers = nn.ModuleList(
-            nn.Sequential(nn.BatchNorm2d(c_in + i * growth), nn.ReLU(inplace=True),
-                          nn.Conv2d(c_in + i * growth, growth, 3, padding=1, bias=False))
-            for i in range(layers))
+            nn.Sequential(
+                nn.BatchNorm2d(c_in + i * growth),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c_in + i * growth, growth, 3, padding=1, bias=False),
+            )
+            for i in range(layers)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]
@@ -163,5 +209,9 @@ class DenseBlock(nn.Module):
 
 def transition(c_in: int, c_out: int) -> nn.Sequential:
     """DenseNet transition: BN-ReLU-1×1 conv to compress channels, then 2×2 average pooling."""
-    return nn.Sequential(nn.BatchNorm2d(c_in), nn.ReLU(inplace=True), nn.Conv2d(c_in, c_out, 1, bias=False),
-                         nn.AvgPool2d(2))
+    return nn.Sequential(
+        nn.BatchNorm2d(c_in),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_in, c_out, 1, bias=False),
+        nn.AvgPool2d(2),
+    )

@@ -6,14 +6,17 @@ parent's. `backward()` visits the graph in reverse topological order and sums wh
 NumPy broadcasting is undone by `unbroadcast`. Helpers below the engine: a central-difference
 gradient, random test expressions, and a matplotlib drawing of a graph.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 Array = np.ndarray
-VJP = Callable[[Array], Array]  # output gradient (shape of the output) -> parent gradient
+VJP = Callable[
+    [Array], Array
+]  # output gradient (shape of the output) -> parent gradient
 Axis = int | tuple[int, ...] | None
 
 
@@ -35,12 +38,23 @@ class Tensor:
 
     Gradients are overwritten (not accumulated) by each `backward()` call, so no `zero_grad`."""
 
-    def __init__(self, data, requires_grad: bool = False, *, op: str = "", name: str = "",
-                 edges: Sequence[tuple[Tensor, VJP]] = ()):
+    def __init__(
+        self,
+        data,
+        requires_grad: bool = False,
+        *,
+        op: str = "",
+        name: str = "",
+        edges: Sequence[tuple[Tensor, VJP]] = (),
+    ):
         data = np.asarray(data)
-        self.data: Array = data if np.issubdtype(data.dtype, np.floating) else data.astype(np.float64)
+        self.data: Array = (
+            data if np.issubdtype(data.dtype, np.floating) else data.astype(np.float64)
+        )
         self.edges = tuple(edges)  # (parent, vjp) pairs; empty for a leaf
-        self.requires_grad = requires_grad or any(p.requires_grad for p, _ in self.edges)
+        self.requires_grad = requires_grad or any(
+            p.requires_grad for p, _ in self.edges
+        )
         self.grad: Array | None = None
         self.op, self.name = op, name
 
@@ -53,33 +67,54 @@ class Tensor:
 
     def _lift(self, other) -> Tensor:
         """Wrap a Python number or array as a constant of our dtype (no gradient)."""
-        return other if isinstance(other, Tensor) else Tensor(np.asarray(other, self.data.dtype))
+        return (
+            other
+            if isinstance(other, Tensor)
+            else Tensor(np.asarray(other, self.data.dtype))
+        )
 
     # ---- element-wise arithmetic; broadcasting is handled in backward() -------------------
     def __add__(self, other) -> Tensor:
         b = self._lift(other)
-        return Tensor(self.data + b.data, op="add", edges=[(self, lambda g: g), (b, lambda g: g)])
+        return Tensor(
+            self.data + b.data, op="add", edges=[(self, lambda g: g), (b, lambda g: g)]
+        )
 
     def __sub__(self, other) -> Tensor:
         b = self._lift(other)
-        return Tensor(self.data - b.data, op="sub", edges=[(self, lambda g: g), (b, lambda g: -g)])
+        return Tensor(
+            self.data - b.data, op="sub", edges=[(self, lambda g: g), (b, lambda g: -g)]
+        )
 
     def __mul__(self, other) -> Tensor:
         b = self._lift(other)
-        return Tensor(self.data * b.data, op="mul",
-                      edges=[(self, lambda g: g * b.data), (b, lambda g: g * self.data)])
+        return Tensor(
+            self.data * b.data,
+            op="mul",
+            edges=[(self, lambda g: g * b.data), (b, lambda g: g * self.data)],
+        )
 
     def __truediv__(self, other) -> Tensor:
         b = self._lift(other)
-        return Tensor(self.data / b.data, op="div",
-                      edges=[(self, lambda g: g / b.data), (b, lambda g: -g * self.data / b.data**2)])
+        return Tensor(
+            self.data / b.data,
+            op="div",
+            edges=[
+                (self, lambda g: g / b.data),
+                (b, lambda g: -g * self.data / b.data**2),
+            ],
+        )
 
     def __neg__(self) -> Tensor:
         return Tensor(-self.data, op="neg", edges=[(self, lambda g: -g)])
 
     def __pow__(self, p: float) -> Tensor:
         """x**p for a constant exponent p: d/dx = p x^(p-1)."""
-        return Tensor(self.data**p, op=f"pow {p:g}", edges=[(self, lambda g: g * p * self.data ** (p - 1))])
+        return Tensor(
+            self.data**p,
+            op=f"pow {p:g}",
+            edges=[(self, lambda g: g * p * self.data ** (p - 1))],
+        )
 
     __radd__ = __add__
     __rmul__ = __mul__
@@ -92,8 +127,11 @@ class Tensor:
         b = self._lift(other)
         assert self.ndim >= 2 and b.ndim >= 2, "matmul here needs ndim >= 2 operands"
         mt = lambda a: np.swapaxes(a, -1, -2)  # noqa: E731  (matrix transpose of the last two axes)
-        return Tensor(self.data @ b.data, op="matmul",
-                      edges=[(self, lambda g: g @ mt(b.data)), (b, lambda g: mt(self.data) @ g)])
+        return Tensor(
+            self.data @ b.data,
+            op="matmul",
+            edges=[(self, lambda g: g @ mt(b.data)), (b, lambda g: mt(self.data) @ g)],
+        )
 
     # ---- element-wise functions: the VJP is g times the derivative -------------------------
     def exp(self) -> Tensor:
@@ -101,30 +139,46 @@ class Tensor:
         return Tensor(e, op="exp", edges=[(self, lambda g: g * e)])
 
     def log(self) -> Tensor:
-        return Tensor(np.log(self.data), op="log", edges=[(self, lambda g: g / self.data)])
+        return Tensor(
+            np.log(self.data), op="log", edges=[(self, lambda g: g / self.data)]
+        )
 
     def tanh(self) -> Tensor:
         t = np.tanh(self.data)
         return Tensor(t, op="tanh", edges=[(self, lambda g: g * (1 - t * t))])
 
     def relu(self) -> Tensor:
-        return Tensor(np.maximum(self.data, 0), op="relu", edges=[(self, lambda g: g * (self.data > 0))])
+        return Tensor(
+            np.maximum(self.data, 0),
+            op="relu",
+            edges=[(self, lambda g: g * (self.data > 0))],
+        )
 
     def sigmoid(self) -> Tensor:
-        s = 0.5 * (1 + np.tanh(0.5 * self.data))  # = 1/(1+e^-x), without overflow for x << 0
+        s = 0.5 * (
+            1 + np.tanh(0.5 * self.data)
+        )  # = 1/(1+e^-x), without overflow for x << 0
         return Tensor(s, op="sigmoid", edges=[(self, lambda g: g * s * (1 - s))])
 
     # ---- reductions and shape changes -------------------------------------------------------
     def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Sum over `axis` (None: all). The VJP copies g back along the summed axes."""
         out = self.data.sum(axis=axis, keepdims=keepdims)
-        return Tensor(out, op="sum" if axis is None else f"sum axis={axis}", edges=[(self, lambda g: self._spread(g, axis, keepdims))])
+        return Tensor(
+            out,
+            op="sum" if axis is None else f"sum axis={axis}",
+            edges=[(self, lambda g: self._spread(g, axis, keepdims))],
+        )
 
     def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Mean over `axis`: the sum divided by n, so the VJP spreads g / n."""
         out = self.data.mean(axis=axis, keepdims=keepdims)
         n = self.data.size // max(out.size, 1)
-        return Tensor(out, op="mean" if axis is None else f"mean axis={axis}", edges=[(self, lambda g: self._spread(g, axis, keepdims) / n)])
+        return Tensor(
+            out,
+            op="mean" if axis is None else f"mean axis={axis}",
+            edges=[(self, lambda g: self._spread(g, axis, keepdims) / n)],
+        )
 
     def _spread(self, g: Array, axis: Axis, keepdims: bool) -> Array:
         """Broadcast a reduction's gradient g back to self.shape (size-1 axes put back first)."""
@@ -133,13 +187,19 @@ class Tensor:
         return np.broadcast_to(g, self.shape)
 
     def reshape(self, *shape) -> Tensor:
-        return Tensor(self.data.reshape(*shape), op="reshape",
-                      edges=[(self, lambda g: g.reshape(self.shape))])
+        return Tensor(
+            self.data.reshape(*shape),
+            op="reshape",
+            edges=[(self, lambda g: g.reshape(self.shape))],
+        )
 
     def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
         """Swap two axes (as `torch.transpose`); swapping them back is the VJP."""
-        return Tensor(np.swapaxes(self.data, dim0, dim1), op="transpose",
-                      edges=[(self, lambda g: np.swapaxes(g, dim0, dim1))])
+        return Tensor(
+            np.swapaxes(self.data, dim0, dim1),
+            op="transpose",
+            edges=[(self, lambda g: np.swapaxes(g, dim0, dim1))],
+        )
 
     # ---- reverse mode -----------------------------------------------------------------------
     def topological_order(self) -> list[Tensor]:
@@ -152,6 +212,7 @@ class Tensor:
                 for parent, _ in node.edges:
                     visit(parent)
                 order.append(node)
+
         visit(self)
         return order
 
@@ -161,7 +222,11 @@ class Tensor:
         order = [n for n in self.topological_order() if n.requires_grad]
         for node in order:
             node.grad = np.zeros_like(node.data)
-        self.grad = np.ones_like(self.data) if grad is None else np.asarray(grad, self.data.dtype)
+        self.grad = (
+            np.ones_like(self.data)
+            if grad is None
+            else np.asarray(grad, self.data.dtype)
+        )
         for node in reversed(order):  # a node's grad is complete before it is passed on
             for parent, vjp in node.edges:
                 if parent.requires_grad:
@@ -169,16 +234,22 @@ class Tensor:
 
 
 # ==== helpers: numerical gradients, random expressions, drawing ===============================
-def numerical_grad(f: Callable[[], float], params: Sequence[Array], h: float = 1e-6,
-                   indices: Sequence[Sequence[int]] | None = None) -> list[Array]:
+def numerical_grad(
+    f: Callable[[], float],
+    params: Sequence[Array],
+    h: float = 1e-6,
+    indices: Sequence[Sequence[int]] | None = None,
+) -> list[Array]:
     """Central differences (f(θ+h e_i) − f(θ−h e_i)) / 2h for every entry of every array in
     `params` (changed in place and restored); f reads them. With `indices`, only those flat
     entries per array (the rest stay 0). Costs 2 calls of f per entry."""
     grads = []
     for k, p in enumerate(params):
-        assert p.flags.c_contiguous, "params must be contiguous: we perturb them through a flat view"
+        assert p.flags.c_contiguous, (
+            "params must be contiguous: we perturb them through a flat view"
+        )
         g, flat = np.zeros_like(p), p.reshape(-1)  # a view: writing flat[i] changes p
-        for i in (range(p.size) if indices is None else indices[k]):
+        for i in range(p.size) if indices is None else indices[k]:
             old = flat[i]
             flat[i] = old + h
             up = f()
@@ -193,14 +264,23 @@ def numerical_grad(f: Callable[[], float], params: Sequence[Array], h: float = 1
 # Shapes that broadcast against (2, 4, 4): random expressions mix them freely.
 SHAPES = [(2, 4, 4), (4, 4), (1, 4), (4, 1), (4,), (2, 1, 4), (2, 4, 1), (1, 4, 4), ()]
 UNARY = {  # written once; runs on our Tensor and on torch.Tensor alike (same method names)
-    "neg": lambda a: -a, "exp": lambda a: (-(a * a)).exp(), "log": lambda a: (a * a + 1.0).log(),
-    "tanh": lambda a: a.tanh(), "relu": lambda a: a.relu(), "sigmoid": lambda a: a.sigmoid(),
-    "pow": lambda a: (a * a + 1.0) ** -0.5, "rsub": lambda a: 1.0 - a,
-    "rdiv": lambda a: 2.0 / (a * a + 1.0), "reshape": lambda a: a.reshape(-1).reshape(a.shape),
+    "neg": lambda a: -a,
+    "exp": lambda a: (-(a * a)).exp(),
+    "log": lambda a: (a * a + 1.0).log(),
+    "tanh": lambda a: a.tanh(),
+    "relu": lambda a: a.relu(),
+    "sigmoid": lambda a: a.sigmoid(),
+    "pow": lambda a: (a * a + 1.0) ** -0.5,
+    "rsub": lambda a: 1.0 - a,
+    "rdiv": lambda a: 2.0 / (a * a + 1.0),
+    "reshape": lambda a: a.reshape(-1).reshape(a.shape),
 }
 BINARY = {
-    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-    "div": lambda a, b: a / (b * b + 0.5), "matmul": lambda a, b: (a @ b) * 0.5,
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / (b * b + 0.5),
+    "matmul": lambda a, b: (a @ b) * 0.5,
 }
 
 
@@ -212,23 +292,34 @@ def random_expression(rng: np.random.Generator, n_inputs: int = 3, n_ops: int = 
     inputs = [rng.normal(size=SHAPES[i]) for i in rng.choice(len(SHAPES), n_inputs)]
     shapes, program = [x.shape for x in inputs], []
     for _ in range(n_ops):
-        i = int(len(shapes) - 1 - min(rng.geometric(0.4) - 1, len(shapes) - 1))  # favour recent
+        i = int(
+            len(shapes) - 1 - min(rng.geometric(0.4) - 1, len(shapes) - 1)
+        )  # favour recent
         j = int(rng.integers(len(shapes)))
         a, b = shapes[i], shapes[j]
-        kind = rng.choice(["unary", "binary", "reduce", "transpose"], p=[0.4, 0.4, 0.1, 0.1])
+        kind = rng.choice(
+            ["unary", "binary", "reduce", "transpose"], p=[0.4, 0.4, 0.1, 0.1]
+        )
         if kind == "binary":
             name = str(rng.choice(list(BINARY)))
-            if name == "matmul" and not (len(a) >= 2 and len(b) >= 2 and a[-1] == b[-2]):
+            if name == "matmul" and not (
+                len(a) >= 2 and len(b) >= 2 and a[-1] == b[-2]
+            ):
                 name = "mul"
-            out = np.broadcast_shapes(a, b) if name != "matmul" else \
-                np.broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
+            out = (
+                np.broadcast_shapes(a, b)
+                if name != "matmul"
+                else np.broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
+            )
             program.append((name, i, j, {}))
         elif kind == "reduce" and len(a) >= 1:
             axis = int(rng.integers(len(a)))
-            keep = bool(axis > 0 or rng.random() < 0.5)  # dropping axis 0 keeps a broadcastable shape
+            keep = bool(
+                axis > 0 or rng.random() < 0.5
+            )  # dropping axis 0 keeps a broadcastable shape
             name = str(rng.choice(["sum", "mean"]))
             program.append((name, i, None, {"axis": axis, "keepdims": keep}))
-            out = a[:axis] + ((1,) if keep else ()) + a[axis + 1:]
+            out = a[:axis] + ((1,) if keep else ()) + a[axis + 1 :]
         elif kind == "transpose" and len(a) >= 2:
             program.append(("transpose", i, None, {}))
             out = a[:-2] + (a[-1], a[-2])
@@ -245,12 +336,15 @@ def random_expression(rng: np.random.Generator, n_inputs: int = 3, n_ops: int = 
             if name in BINARY:
                 values.append(BINARY[name](a, values[j]))
             elif name in ("sum", "mean"):
-                values.append(getattr(a, name)(axis=kw["axis"], keepdims=kw["keepdims"]))
+                values.append(
+                    getattr(a, name)(axis=kw["axis"], keepdims=kw["keepdims"])
+                )
             elif name == "transpose":
                 values.append(a.transpose(-2, -1))
             else:
                 values.append(UNARY[name](a))
         return values[-1]
+
     return inputs, f, [p[0] for p in program]
 
 
@@ -265,7 +359,9 @@ def graph_layers(root: Tensor) -> dict[int, list[Tensor]]:
     for node in order:
         for parent, _ in node.edges:
             if not parent.edges:
-                first_use[id(parent)] = min(first_use.get(id(parent), depth[id(node)]), depth[id(node)])
+                first_use[id(parent)] = min(
+                    first_use.get(id(parent), depth[id(node)]), depth[id(node)]
+                )
     depth.update({leaf: d - 1 for leaf, d in first_use.items()})
     layers: dict[int, list[Tensor]] = {}
     for node in order:
@@ -279,20 +375,34 @@ def draw_graph(root: Tensor, ax=None, title: str = "Computational graph"):
     import matplotlib.pyplot as plt
 
     layers = graph_layers(root)
-    pos = {id(n): (d, (len(nodes) - 1) / 2 - k) for d, nodes in layers.items() for k, n in enumerate(nodes)}
+    pos = {
+        id(n): (d, (len(nodes) - 1) / 2 - k)
+        for d, nodes in layers.items()
+        for k, n in enumerate(nodes)
+    }
     if ax is None:
         height = max(len(v) for v in layers.values())
         _, ax = plt.subplots(figsize=(1.7 * len(layers) + 1, 0.9 * height + 1.2))
     for node in root.topological_order():
         for parent, _ in node.edges:
-            ax.annotate("", xy=pos[id(node)], xytext=pos[id(parent)],
-                        arrowprops=dict(arrowstyle="->", color="0.5", shrinkA=22, shrinkB=22))
+            ax.annotate(
+                "",
+                xy=pos[id(node)],
+                xytext=pos[id(parent)],
+                arrowprops=dict(arrowstyle="->", color="0.5", shrinkA=22, shrinkB=22),
+            )
     for node in root.topological_order():
         leaf = not node.edges
         label = f"{node.name or node.op or 'const'}\n{node.shape}"
         colour = ("#cfe3f7" if node.requires_grad else "#eeeeee") if leaf else "#fde3c4"
-        ax.text(*pos[id(node)], label, ha="center", va="center", fontsize=8,
-                bbox=dict(boxstyle="round", fc=colour, ec="0.3"))
+        ax.text(
+            *pos[id(node)],
+            label,
+            ha="center",
+            va="center",
+            fontsize=8,
+            bbox=dict(boxstyle="round", fc=colour, ec="0.3"),
+        )
     ys = [y for _, y in pos.values()]
     ax.set_xlim(-0.6, len(layers) - 0.4)
     ax.set_ylim(min(ys) - 0.7, max(ys) + 0.7)

@@ -7,18 +7,31 @@ dtype-agnostic: float64 for checking against `torch.autograd`, float32 for train
 
 Chapter: Part I, 3 — Multilayer Perceptrons and Backpropagation.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 Array = np.ndarray
 
 __all__ = [
-    "Affine", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Dropout", "SoftmaxWithLoss", "MSELoss",
-    "softmax", "MLP", "TwoLayerNet", "SGD", "Adam", "ACTIVATIONS",
+    "Affine",
+    "ReLU",
+    "LeakyReLU",
+    "Sigmoid",
+    "Tanh",
+    "Dropout",
+    "SoftmaxWithLoss",
+    "MSELoss",
+    "softmax",
+    "MLP",
+    "TwoLayerNet",
+    "SGD",
+    "Adam",
+    "ACTIVATIONS",
 ]
 
 
@@ -44,7 +57,9 @@ class Affine:
 
     def backward(self, dout: Array) -> Array:
         self.dW = self.x.T @ dout
-        self.db = dout.sum(axis=0)  # b is broadcast over the batch, so its gradients add up
+        self.db = dout.sum(
+            axis=0
+        )  # b is broadcast over the batch, so its gradients add up
         return dout @ self.W.T
 
 
@@ -111,7 +126,9 @@ class Dropout:
         if not self.training or self.p == 0:
             self.scale = np.ones_like(x)
         else:
-            self.scale = (self.rng.random(x.shape) >= self.p).astype(x.dtype) / (1 - self.p)
+            self.scale = (self.rng.random(x.shape) >= self.p).astype(x.dtype) / (
+                1 - self.p
+            )
         return x * self.scale
 
     def backward(self, dout: Array) -> Array:
@@ -120,7 +137,9 @@ class Dropout:
 
 def softmax(z: Array) -> Array:
     """Row-wise softmax, stable for large logits. z: (B, K) -> (B, K), rows sum to 1."""
-    e = np.exp(z - z.max(axis=1, keepdims=True))  # shifting by the row max changes nothing but overflow
+    e = np.exp(
+        z - z.max(axis=1, keepdims=True)
+    )  # shifting by the row max changes nothing but overflow
     return e / e.sum(axis=1, keepdims=True)
 
 
@@ -156,7 +175,10 @@ class MSELoss:
 # ---------------------------------------------------------------- networks
 
 _LAYERS: dict[str, Callable[[], object]] = {
-    "relu": ReLU, "leaky_relu": LeakyReLU, "sigmoid": Sigmoid, "tanh": Tanh,
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "sigmoid": Sigmoid,
+    "tanh": Tanh,
 }
 
 
@@ -169,8 +191,15 @@ class MLP:
     keep roughly unit scale layer after layer. Parameters live in `params` ("W1", "b1", ...).
     """
 
-    def __init__(self, sizes: list[int], activation: str = "relu", loss: str = "softmax",
-                 dropout: float = 0.0, seed: int = 0, dtype: type = np.float64):
+    def __init__(
+        self,
+        sizes: list[int],
+        activation: str = "relu",
+        loss: str = "softmax",
+        dropout: float = 0.0,
+        seed: int = 0,
+        dtype: type = np.float64,
+    ):
         rng = np.random.default_rng(seed)
         gain = 2.0 if activation in ("relu", "leaky_relu") else 1.0
         self.params: dict[str, Array] = {}
@@ -186,7 +215,7 @@ class MLP:
                     self.layers.append(Dropout(dropout, rng))
         self.last = {"softmax": SoftmaxWithLoss, "mse": MSELoss}[loss]()
 
-    def train(self, mode: bool = True) -> "MLP":
+    def train(self, mode: bool = True) -> MLP:
         """Switch dropout layers between training (random masks) and evaluation (identity)."""
         for layer in self.layers:
             if isinstance(layer, Dropout):
@@ -217,17 +246,31 @@ class MLP:
 
     def accuracy(self, x: Array, t: Array, batch: int = 10_000) -> float:
         """Fraction of correct top-1 predictions, in batches to bound memory. x: (N, D), t: (N,)."""
-        correct = sum(int((self.predict(x[i:i + batch]).argmax(1) == t[i:i + batch]).sum())
-                      for i in range(0, len(x), batch))
+        correct = sum(
+            int((self.predict(x[i : i + batch]).argmax(1) == t[i : i + batch]).sum())
+            for i in range(0, len(x), batch)
+        )
         return correct / len(x)
 
 
 class TwoLayerNet(MLP):
     """The classic two-layer network: Affine(D→H) → ReLU → Affine(H→K) → softmax cross-entropy."""
 
-    def __init__(self, input_size: int, hidden_size: int, output_size: int, seed: int = 0,
-                 dtype: type = np.float64):
-        super().__init__([input_size, hidden_size, output_size], "relu", "softmax", seed=seed, dtype=dtype)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        seed: int = 0,
+        dtype: type = np.float64,
+    ):
+        super().__init__(
+            [input_size, hidden_size, output_size],
+            "relu",
+            "softmax",
+            seed=seed,
+            dtype=dtype,
+        )
 
 
 # ---------------------------------------------------------------- optimisers (update in place)
@@ -243,7 +286,9 @@ class SGD:
     def update(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         for k, g in grads.items():
             if self.momentum:
-                self.v[k] = g.copy() if k not in self.v else self.momentum * self.v[k] + g
+                self.v[k] = (
+                    g.copy() if k not in self.v else self.momentum * self.v[k] + g
+                )
                 g = self.v[k]
             params[k] -= self.lr * g  # in place: the layers hold the same arrays
 
@@ -253,7 +298,12 @@ class Adam:
     m ← β1 m + (1−β1) g,  v ← β2 v + (1−β2) g²,  p ← p − lr · m̂ / (√v̂ + ε), with bias-corrected
     m̂ = m / (1−β1^t), v̂ = v / (1−β2^t)."""
 
-    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ):
         self.lr, (self.b1, self.b2), self.eps = lr, betas, eps
         self.m: dict[str, Array] = {}
         self.v: dict[str, Array] = {}
@@ -296,12 +346,20 @@ ACTIVATIONS: dict[str, tuple[Callable[[Array], Array], Callable[[Array], Array]]
     "sigmoid": (_sigmoid, lambda x: _sigmoid(x) * (1 - _sigmoid(x))),
     "tanh": (np.tanh, lambda x: 1 - np.tanh(x) ** 2),
     "relu": (lambda x: np.maximum(x, 0), lambda x: (x > 0).astype(float)),
-    "leaky_relu": (lambda x: np.where(x > 0, x, 0.01 * x), lambda x: np.where(x > 0, 1.0, 0.01)),
+    "leaky_relu": (
+        lambda x: np.where(x > 0, x, 0.01 * x),
+        lambda x: np.where(x > 0, 1.0, 0.01),
+    ),
     # GELU: x Φ(x) (Hendrycks & Gimpel 2016); derivative Φ(x) + x φ(x).
-    "gelu": (lambda x: x * _phi(x),
-             lambda x: _phi(x) + x * np.exp(-x**2 / 2) / math.sqrt(2 * math.pi)),
+    "gelu": (
+        lambda x: x * _phi(x),
+        lambda x: _phi(x) + x * np.exp(-(x**2) / 2) / math.sqrt(2 * math.pi),
+    ),
     # SiLU / swish: x σ(x); derivative σ(x) (1 + x (1 − σ(x))).
-    "silu": (lambda x: x * _sigmoid(x), lambda x: _sigmoid(x) * (1 + x * (1 - _sigmoid(x)))),
+    "silu": (
+        lambda x: x * _sigmoid(x),
+        lambda x: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))),
+    ),
     # softplus: log(1 + e^x), a smooth ReLU, written stably; derivative σ(x).
     "softplus": (lambda x: np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))), _sigmoid),
 }

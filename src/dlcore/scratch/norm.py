@@ -13,6 +13,7 @@ LayerNorm. For N values normalised together, with g = ∂L/∂x̂ = γ ∂L/∂y
 
 where the means run over the same N values.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward",
-           "BatchNorm", "LayerNorm"]
+__all__ = [
+    "batch_norm_forward",
+    "batch_norm_backward",
+    "layer_norm_forward",
+    "layer_norm_backward",
+    "BatchNorm",
+    "LayerNorm",
+]
 
 
 def _channel_view(x: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -38,16 +45,24 @@ class NormCache:
     and whether μ and σ² depended on x (training-mode BatchNorm, and LayerNorm always)."""
 
     x_hat: torch.Tensor
-    inv_std: torch.Tensor   # broadcastable against x
-    gamma: torch.Tensor     # broadcastable against x
-    dims: tuple[int, ...]   # dims that were normalised together
+    inv_std: torch.Tensor  # broadcastable against x
+    gamma: torch.Tensor  # broadcastable against x
+    dims: tuple[int, ...]  # dims that were normalised together
     param_dims: tuple[int, ...]  # dims summed for dγ, dβ
     batch_stats: bool
 
 
-def batch_norm_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
-                       running_mean: torch.Tensor, running_var: torch.Tensor, *, training: bool,
-                       momentum: float = 0.1, eps: float = 1e-5) -> tuple[torch.Tensor, NormCache]:
+def batch_norm_forward(
+    x: torch.Tensor,
+    gamma: torch.Tensor,
+    beta: torch.Tensor,
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    *,
+    training: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> tuple[torch.Tensor, NormCache]:
     """BatchNorm forward. x: (B, C) or (B, C, *S); gamma, beta, running_mean, running_var: (C,).
 
     Training: normalise with the batch mean and *biased* variance, and update the running
@@ -59,7 +74,9 @@ def batch_norm_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
     if training:
         n = x.numel() // x.shape[1]  # values per channel
         if n < 2:
-            raise ValueError("BatchNorm in training mode needs more than one value per channel")
+            raise ValueError(
+                "BatchNorm in training mode needs more than one value per channel"
+            )
         mean = x.mean(dim=dims)
         var = x.var(dim=dims, unbiased=False)
         with torch.no_grad():  # the running statistics are state, not part of the graph
@@ -73,7 +90,9 @@ def batch_norm_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
     return y, NormCache(x_hat, inv_std, gamma.view(shape), dims, dims, training)
 
 
-def _norm_backward(dy: torch.Tensor, cache: NormCache) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _norm_backward(
+    dy: torch.Tensor, cache: NormCache
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The derived backward shared by both norms: (dx, dgamma, dbeta) for y = γ x̂ + β."""
     x_hat = cache.x_hat
     dgamma = (dy * x_hat).sum(dim=cache.param_dims)
@@ -88,13 +107,16 @@ def _norm_backward(dy: torch.Tensor, cache: NormCache) -> tuple[torch.Tensor, to
     return dx, dgamma, dbeta
 
 
-def batch_norm_backward(dy: torch.Tensor, cache: NormCache) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def batch_norm_backward(
+    dy: torch.Tensor, cache: NormCache
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """BatchNorm backward. dy: shape of x -> (dx: shape of x, dgamma: (C,), dbeta: (C,))."""
     return _norm_backward(dy, cache)
 
 
-def layer_norm_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
-                       eps: float = 1e-5) -> tuple[torch.Tensor, NormCache]:
+def layer_norm_forward(
+    x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5
+) -> tuple[torch.Tensor, NormCache]:
     """LayerNorm forward over the trailing `gamma.dim()` dims. x: (*, *F); gamma, beta: F.
 
     Each example is normalised with its own mean and biased variance; there are no running
@@ -110,7 +132,9 @@ def layer_norm_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
     return y, NormCache(x_hat, inv_std, gamma, dims, tuple(range(x.dim() - k)), True)
 
 
-def layer_norm_backward(dy: torch.Tensor, cache: NormCache) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def layer_norm_backward(
+    dy: torch.Tensor, cache: NormCache
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """LayerNorm backward. dy: shape of x -> (dx: shape of x, dgamma: F, dbeta: F)."""
     return _norm_backward(dy, cache)
 
@@ -119,9 +143,19 @@ class _BatchNormFn(torch.autograd.Function):
     """Autograd glue: forward = `batch_norm_forward`, backward = the derived `batch_norm_backward`."""
 
     @staticmethod
-    def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps):
-        y, ctx.cache = batch_norm_forward(x, gamma, beta, running_mean, running_var,
-                                          training=training, momentum=momentum, eps=eps)
+    def forward(
+        ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps
+    ):
+        y, ctx.cache = batch_norm_forward(
+            x,
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            training=training,
+            momentum=momentum,
+            eps=eps,
+        )
         return y
 
     @staticmethod
@@ -151,7 +185,9 @@ class BatchNorm(nn.Module):
     `momentum=None` keeps the cumulative average of the batch statistics instead of an
     exponential one (factor 1/t at the t-th training batch), as PyTorch does."""
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1):
+    def __init__(
+        self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1
+    ):
         super().__init__()
         self.eps, self.momentum = eps, momentum
         self.weight = nn.Parameter(torch.ones(num_features))
@@ -166,8 +202,16 @@ class BatchNorm(nn.Module):
             self.num_batches_tracked += 1
             if self.momentum is None:
                 momentum = 1.0 / float(self.num_batches_tracked)
-        return _BatchNormFn.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
-                                  self.training, momentum, self.eps)
+        return _BatchNormFn.apply(
+            x,
+            self.weight,
+            self.bias,
+            self.running_mean,
+            self.running_var,
+            self.training,
+            momentum,
+            self.eps,
+        )
 
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, eps={self.eps}, momentum={self.momentum}"
@@ -178,7 +222,11 @@ class LayerNorm(nn.Module):
 
     def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        shape = (
+            (normalized_shape,)
+            if isinstance(normalized_shape, int)
+            else tuple(normalized_shape)
+        )
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(shape))
         self.bias = nn.Parameter(torch.zeros(shape))

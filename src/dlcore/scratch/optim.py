@@ -11,20 +11,39 @@ except `Lion`, which torch does not ship and which is checked against the paper'
 The schedules are plain functions `lr(t)` of the number t = 0, 1, ... of optimiser steps taken,
 with the values `torch.optim.lr_scheduler` gives after t calls of `scheduler.step()`.
 """
+
 from __future__ import annotations
 
 import bisect
 import contextlib
 import math
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
 
 __all__ = [
-    "Optimizer", "SGD", "AdaGrad", "RMSProp", "Adadelta", "Adam", "AdamW", "NAdam", "RAdam", "Lion",
-    "step_lr", "multistep_lr", "exponential_lr", "cosine_lr", "one_cycle_lr", "warmup_cosine_lr",
-    "Schedule", "trajectory", "compare_with_torch", "float64_default",
+    "Optimizer",
+    "SGD",
+    "AdaGrad",
+    "RMSProp",
+    "Adadelta",
+    "Adam",
+    "AdamW",
+    "NAdam",
+    "RAdam",
+    "Lion",
+    "step_lr",
+    "multistep_lr",
+    "exponential_lr",
+    "cosine_lr",
+    "one_cycle_lr",
+    "warmup_cosine_lr",
+    "Schedule",
+    "trajectory",
+    "compare_with_torch",
+    "float64_default",
 ]
 
 
@@ -63,7 +82,9 @@ class Optimizer:
                 self.update(p, p.grad, state, group)
         return loss
 
-    def update(self, p: Tensor, g: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def update(
+        self, p: Tensor, g: Tensor, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
         """Update `p` in place from its gradient `g`; `state["step"]` is t (already incremented)."""
         raise NotImplementedError
 
@@ -72,7 +93,9 @@ class Optimizer:
         return f"{type(self).__name__}({hyper})"
 
 
-def _buffer(state: dict[str, Any], name: str, like: Tensor, value: float = 0.0) -> Tensor:
+def _buffer(
+    state: dict[str, Any], name: str, like: Tensor, value: float = 0.0
+) -> Tensor:
     """The state tensor `name`, created full of `value` (shape and dtype of `like`) on first use."""
     if name not in state:
         state[name] = torch.full_like(like, value, memory_format=torch.preserve_format)
@@ -88,12 +111,25 @@ class SGD(Optimizer):
     $\theta_t = \theta_{t-1} - \eta\, d_t$.
     """
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, momentum: float = 0.0,
-                 dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum needs momentum > 0 and dampening = 0")
-        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                         weight_decay=weight_decay)
+        super().__init__(
+            params,
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+        )
 
     def update(self, p, g, state, group):
         if group["weight_decay"]:
@@ -117,11 +153,23 @@ class AdaGrad(Optimizer):
     $\theta_t = \theta_{t-1} - \eta_t\, g_t / (\sqrt{s_t} + \epsilon)$.
     """
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-2, lr_decay: float = 0.0,
-                 weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
-                 eps: float = 1e-10) -> None:
-        super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                         initial_accumulator_value=initial_accumulator_value, eps=eps)
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            eps=eps,
+        )
 
     def update(self, p, g, state, group):
         s = _buffer(state, "sum", p, group["initial_accumulator_value"])
@@ -142,11 +190,25 @@ class RMSProp(Optimizer):
     else $\theta_t = \theta_{t-1} - \eta\, g_t / r_t$.
     """
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-2, alpha: float = 0.99,
-                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
-                 centered: bool = False) -> None:
-        super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                         momentum=momentum, centered=centered)
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=centered,
+        )
 
     def update(self, p, g, state, group):
         alpha = group["alpha"]
@@ -157,7 +219,9 @@ class RMSProp(Optimizer):
         if group["centered"]:
             g_avg = _buffer(state, "grad_avg", p)
             g_avg.lerp_(g, 1 - alpha)
-            r = (v - g_avg * g_avg).sqrt_().add_(group["eps"])  # RMS of g around its mean
+            r = (
+                (v - g_avg * g_avg).sqrt_().add_(group["eps"])
+            )  # RMS of g around its mean
         else:
             r = v.sqrt().add_(group["eps"])
         if group["momentum"] > 0:
@@ -176,8 +240,14 @@ class Adadelta(Optimizer):
     $u_t = \rho u_{t-1} + (1-\rho)\Delta_t^2$; $\theta_t = \theta_{t-1} - \eta\,\Delta_t$.
     """
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1.0, rho: float = 0.9,
-                 eps: float = 1e-6, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(params, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay)
 
     def update(self, p, g, state, group):
@@ -201,9 +271,23 @@ class Adam(Optimizer):
 
     decoupled = False  # AdamW sets this: weight decay acts on θ directly, not through g
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+        )
 
     def update(self, p, g, state, group):
         (beta1, beta2), lr, t = group["betas"], group["lr"], state["step"]
@@ -216,9 +300,11 @@ class Adam(Optimizer):
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         if group["amsgrad"]:
-            v = torch.maximum(_buffer(state, "max_exp_avg_sq", p), v, out=state["max_exp_avg_sq"])
-        bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
-        denom = (v.sqrt() / bias2 ** 0.5).add_(group["eps"])  # sqrt(v̂) + ε
+            v = torch.maximum(
+                _buffer(state, "max_exp_avg_sq", p), v, out=state["max_exp_avg_sq"]
+            )
+        bias1, bias2 = 1 - beta1**t, 1 - beta2**t
+        denom = (v.sqrt() / bias2**0.5).add_(group["eps"])  # sqrt(v̂) + ε
         p.addcdiv_(m, denom, value=-lr / bias1)  # m̂ = m / bias1
 
 
@@ -230,9 +316,23 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+        )
 
 
 class NAdam(Optimizer):
@@ -244,14 +344,33 @@ class NAdam(Optimizer):
     + \frac{\mu_{t+1}\, m_t}{1-\Pi_t\mu_{t+1}}\right] / (\sqrt{\hat v_t}+\epsilon)$.
     """
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, momentum_decay: float = 4e-3,
-                 decoupled_weight_decay: bool = False) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay)
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum_decay=momentum_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
 
     def update(self, p, g, state, group):
-        (beta1, beta2), lr, t, psi = group["betas"], group["lr"], state["step"], group["momentum_decay"]
+        (beta1, beta2), lr, t, psi = (
+            group["betas"],
+            group["lr"],
+            state["step"],
+            group["momentum_decay"],
+        )
         if group["weight_decay"]:
             if group["decoupled_weight_decay"]:
                 p.mul_(1 - lr * group["weight_decay"])
@@ -264,7 +383,7 @@ class NAdam(Optimizer):
         m, v = _buffer(state, "exp_avg", p), _buffer(state, "exp_avg_sq", p)
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = v.div(1 - beta2 ** t).sqrt_().add_(group["eps"])
+        denom = v.div(1 - beta2**t).sqrt_().add_(group["eps"])
         p.addcdiv_(g, denom, value=-lr * (1 - mu) / (1 - prod))
         p.addcdiv_(m, denom, value=-lr * mu_next / (1 - prod * mu_next))
 
@@ -279,10 +398,23 @@ class RAdam(Optimizer):
     else (the first few steps) $\theta_t = \theta_{t-1} - \eta\,\hat m_t$ (SGD with momentum).
     """
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, decoupled_weight_decay: bool = False) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         decoupled_weight_decay=decoupled_weight_decay)
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
 
     def update(self, p, g, state, group):
         (beta1, beta2), lr, t = group["betas"], group["lr"], state["step"]
@@ -294,13 +426,18 @@ class RAdam(Optimizer):
         m, v = _buffer(state, "exp_avg", p), _buffer(state, "exp_avg_sq", p)
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        m_hat = m / (1 - beta1 ** t)
-        bias2 = 1 - beta2 ** t
+        m_hat = m / (1 - beta1**t)
+        bias2 = 1 - beta2**t
         rho_inf = 2 / (1 - beta2) - 1
-        rho_t = rho_inf - 2 * t * beta2 ** t / bias2
+        rho_t = rho_inf - 2 * t * beta2**t / bias2
         if rho_t > 5.0:
-            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-            adaptive = bias2 ** 0.5 / v.sqrt().add_(group["eps"])
+            rect = (
+                (rho_t - 4)
+                * (rho_t - 2)
+                * rho_inf
+                / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+            ) ** 0.5
+            adaptive = bias2**0.5 / v.sqrt().add_(group["eps"])
             p.add_(m_hat * lr * adaptive * rect, alpha=-1.0)
         else:
             p.add_(m_hat * lr, alpha=-1.0)
@@ -315,8 +452,13 @@ class Lion(Optimizer):
     Not in `torch.optim`: checked against the paper's pseudo-code and by hand.
     """
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
-                 weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(params, lr=lr, betas=betas, weight_decay=weight_decay)
 
     def update(self, p, g, state, group):
@@ -336,14 +478,16 @@ def step_lr(t: int, base_lr: float, step_size: int, gamma: float = 0.1) -> float
     return base_lr * gamma ** (t // step_size)
 
 
-def multistep_lr(t: int, base_lr: float, milestones: list[int], gamma: float = 0.1) -> float:
+def multistep_lr(
+    t: int, base_lr: float, milestones: list[int], gamma: float = 0.1
+) -> float:
     r"""$\eta_t = \eta_0\,\gamma^{k}$, k = the number of milestones ≤ t."""
     return base_lr * gamma ** bisect.bisect_right(sorted(milestones), t)
 
 
 def exponential_lr(t: int, base_lr: float, gamma: float) -> float:
     r"""$\eta_t = \eta_0\,\gamma^t$."""
-    return base_lr * gamma ** t
+    return base_lr * gamma**t
 
 
 def cosine_lr(t: int, base_lr: float, total: int, min_lr: float = 0.0) -> float:
@@ -356,19 +500,33 @@ def _cos_interp(start: float, end: float, frac: float) -> float:
     return end + 0.5 * (start - end) * (math.cos(math.pi * frac) + 1)
 
 
-def one_cycle_lr(t: int, max_lr: float, total: int, pct_start: float = 0.3, div_factor: float = 25.0,
-                 final_div_factor: float = 1e4) -> float:
+def one_cycle_lr(
+    t: int,
+    max_lr: float,
+    total: int,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> float:
     r"""One-cycle (Smith & Topin, 2019), PyTorch's two-phase cosine form: from $\eta_{max}/d$ up to
     $\eta_{max}$ at step $pT-1$, then down to $\eta_{max}/(d\,f)$ at step $T-1$."""
     start = max_lr / div_factor
     peak_step = pct_start * total - 1
     if t <= peak_step:
         return _cos_interp(start, max_lr, t / peak_step)
-    return _cos_interp(max_lr, start / final_div_factor, (t - peak_step) / (total - 1 - peak_step))
+    return _cos_interp(
+        max_lr, start / final_div_factor, (t - peak_step) / (total - 1 - peak_step)
+    )
 
 
-def warmup_cosine_lr(t: int, base_lr: float, warmup: int, total: int, start_factor: float = 0.01,
-                     min_lr: float = 0.0) -> float:
+def warmup_cosine_lr(
+    t: int,
+    base_lr: float,
+    warmup: int,
+    total: int,
+    start_factor: float = 0.01,
+    min_lr: float = 0.0,
+) -> float:
     r"""Linear warm-up (Goyal et al., 2017) from $\eta_0 s$ to $\eta_0$ over `warmup` steps,
     then a cosine to `min_lr` at step `total`."""
     if t < warmup:
@@ -399,8 +557,12 @@ class Schedule:
 # ---------------------------------------------------------------- helpers for the chapter
 
 
-def trajectory(make_optimizer: Callable[[list[Tensor]], Any], f: Callable[[Tensor], Tensor],
-               start: tuple[float, float], steps: int) -> tuple[Tensor, Tensor]:
+def trajectory(
+    make_optimizer: Callable[[list[Tensor]], Any],
+    f: Callable[[Tensor], Tensor],
+    start: tuple[float, float],
+    steps: int,
+) -> tuple[Tensor, Tensor]:
     """Run an optimiser on a function of a 2-vector. f: (2,) -> scalar.
 
     Returns the path (steps + 1, 2) and the losses (steps + 1,), in float64; stops early
@@ -439,9 +601,13 @@ def float64_default() -> Iterator[None]:
         torch.set_default_dtype(old)
 
 
-def compare_with_torch(ours: Callable[[list[Tensor]], Any], theirs: Callable[[list[Tensor]], Any],
-                       steps: int = 50, seed: int = 0,
-                       shapes: tuple[tuple[int, ...], ...] = ((4, 3), (3,), (2, 2, 2))) -> list[float]:
+def compare_with_torch(
+    ours: Callable[[list[Tensor]], Any],
+    theirs: Callable[[list[Tensor]], Any],
+    steps: int = 50,
+    seed: int = 0,
+    shapes: tuple[tuple[int, ...], ...] = ((4, 3), (3,), (2, 2, 2)),
+) -> list[float]:
     """Run two optimisers from the same float64 initial parameters on the same random gradients.
 
     `ours`/`theirs` build an optimiser from a parameter list. Returns, for every step, the largest

@@ -2,19 +2,27 @@
 
 The pieces of chapter "PyTorch in Practice" that other chapters (and the tests) reuse.
 """
+
 from __future__ import annotations
 
 import random
 import struct
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 # IDX type codes (LeCun's format): code -> (numpy dtype, big-endian), see yann.lecun.com/exdb/mnist
-IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+IDX_DTYPES = {
+    0x08: ">u1",
+    0x09: ">i1",
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
 
 
 def read_idx(path: str | Path) -> torch.Tensor:
@@ -27,12 +35,16 @@ def read_idx(path: str | Path) -> torch.Tensor:
     zero, code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or code not in IDX_DTYPES:
         raise ValueError(f"{Path(path).name}: not an IDX file (magic {raw[:4].hex()})")
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     values = np.frombuffer(raw, dtype=IDX_DTYPES[code], offset=4 + 4 * ndim)
     if values.size != int(np.prod(shape)):
-        raise ValueError(f"{Path(path).name}: header says {shape}, file holds {values.size} values")
+        raise ValueError(
+            f"{Path(path).name}: header says {shape}, file holds {values.size} values"
+        )
     # astype makes a native-endian, writable copy that torch can share memory with
-    return torch.from_numpy(values.astype(values.dtype.newbyteorder("="))).reshape(shape)
+    return torch.from_numpy(values.astype(values.dtype.newbyteorder("="))).reshape(
+        shape
+    )
 
 
 class ImageDataset(Dataset):
@@ -43,7 +55,9 @@ class ImageDataset(Dataset):
     `dataset[i]` -> (image, label as int).
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform: Callable | None = None):
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, transform: Callable | None = None
+    ):
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels")
         self.x, self.y, self.transform = x, y, transform
@@ -70,7 +84,9 @@ class NormalizingCollate:
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
 
-    def __call__(self, batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, batch: list[tuple[torch.Tensor, int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = zip(*batch)
         x = torch.stack(images).float().div_(255)
         return (x - self.mean) / self.std, torch.tensor(labels, dtype=torch.int64)
@@ -80,10 +96,12 @@ def rng_state() -> dict[str, torch.Tensor]:
     """Every random-number state a training run draws from, as tensors (so a checkpoint that
     stores it still loads with `torch.load(weights_only=True)`): torch CPU and each CUDA device,
     NumPy's global generator and Python's `random`."""
-    state = {"torch": torch.get_rng_state(),
-             "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-             "numpy_pos": torch.tensor(np.random.get_state()[2]),
-             "python": torch.tensor(random.getstate()[1], dtype=torch.int64)}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "numpy_pos": torch.tensor(np.random.get_state()[2]),
+        "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
     return state
@@ -92,7 +110,9 @@ def rng_state() -> dict[str, torch.Tensor]:
 def set_rng_state(state: dict[str, torch.Tensor]) -> None:
     """Restore what `rng_state` captured, so the next random draws repeat exactly."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), int(state["numpy_pos"])))
+    np.random.set_state(
+        ("MT19937", state["numpy"].numpy().astype(np.uint32), int(state["numpy_pos"]))
+    )
     random.setstate((3, tuple(int(v) for v in state["python"]), None))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(state["cuda"]))

@@ -10,6 +10,7 @@ The code is dtype-agnostic: float64 for checking against PyTorch, float32 for tr
 
 Chapter: Part I, 2 — Linear and Softmax Regression.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,10 +18,26 @@ import torch
 Tensor = torch.Tensor
 
 __all__ = [
-    "mse", "mse_grad", "mae", "mae_grad", "huber", "huber_grad", "smooth_l1", "smooth_l1_grad",
-    "logsumexp", "softmax", "log_softmax", "cross_entropy", "cross_entropy_grad",
-    "sigmoid", "bce_with_logits", "bce_with_logits_grad",
-    "add_bias_column", "normal_equations", "linear_regression_grads", "softmax_regression_grads",
+    "mse",
+    "mse_grad",
+    "mae",
+    "mae_grad",
+    "huber",
+    "huber_grad",
+    "smooth_l1",
+    "smooth_l1_grad",
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+    "cross_entropy_grad",
+    "sigmoid",
+    "bce_with_logits",
+    "bce_with_logits_grad",
+    "add_bias_column",
+    "normal_equations",
+    "linear_regression_grads",
+    "softmax_regression_grads",
 ]
 
 
@@ -37,7 +54,9 @@ def _reduce(values: Tensor, reduction: str) -> Tensor:
 def _scale(grad: Tensor, reduction: str) -> Tensor:
     """The derivative of the reduced loss: a mean over N elements divides each one by N."""
     if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        raise ValueError(
+            f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}"
+        )
     return grad / grad.numel() if reduction == "mean" else grad
 
 
@@ -65,25 +84,35 @@ def mae_grad(pred: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     return _scale(torch.sign(pred - target), reduction)
 
 
-def huber(pred: Tensor, target: Tensor, delta: float = 1.0, reduction: str = "mean") -> Tensor:
+def huber(
+    pred: Tensor, target: Tensor, delta: float = 1.0, reduction: str = "mean"
+) -> Tensor:
     """Huber loss (as `F.huber_loss`): ½r² for |r| ≤ δ, δ(|r| − ½δ) beyond — quadratic near 0,
     linear in the tails, continuous with a continuous derivative at |r| = δ."""
     r = pred - target
     a = r.abs()
-    return _reduce(torch.where(a <= delta, 0.5 * r**2, delta * (a - 0.5 * delta)), reduction)
+    return _reduce(
+        torch.where(a <= delta, 0.5 * r**2, delta * (a - 0.5 * delta)), reduction
+    )
 
 
-def huber_grad(pred: Tensor, target: Tensor, delta: float = 1.0, reduction: str = "mean") -> Tensor:
+def huber_grad(
+    pred: Tensor, target: Tensor, delta: float = 1.0, reduction: str = "mean"
+) -> Tensor:
     """∂ℓ/∂pred = r clipped to [−δ, δ]: the pull of a point is capped at δ."""
     return _scale((pred - target).clamp(-delta, delta), reduction)
 
 
-def smooth_l1(pred: Tensor, target: Tensor, beta: float = 1.0, reduction: str = "mean") -> Tensor:
+def smooth_l1(
+    pred: Tensor, target: Tensor, beta: float = 1.0, reduction: str = "mean"
+) -> Tensor:
     """Smooth-L1 (as `F.smooth_l1_loss`) = Huber with δ = β, divided by β: slope 1 in the tails."""
     return huber(pred, target, beta, reduction) / beta
 
 
-def smooth_l1_grad(pred: Tensor, target: Tensor, beta: float = 1.0, reduction: str = "mean") -> Tensor:
+def smooth_l1_grad(
+    pred: Tensor, target: Tensor, beta: float = 1.0, reduction: str = "mean"
+) -> Tensor:
     """∂ℓ/∂pred = clip(r/β, −1, 1)."""
     return huber_grad(pred, target, beta, reduction) / beta
 
@@ -177,7 +206,9 @@ def normal_equations(X: Tensor, y: Tensor, l2: float = 0.0) -> tuple[Tensor, Ten
     return theta[1:], theta[0]
 
 
-def linear_regression_grads(X: Tensor, y: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def linear_regression_grads(
+    X: Tensor, y: Tensor, w: Tensor, b: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
     """Mean squared error of ŷ = Xw + b and its gradients, by hand.
 
     X: (B, D), y: (B,), w: (D,), b: () -> (loss, ∂L/∂w: (D,), ∂L/∂b: ()), with r = ŷ − y:
@@ -187,7 +218,9 @@ def linear_regression_grads(X: Tensor, y: Tensor, w: Tensor, b: Tensor) -> tuple
     return (r**2).mean(), 2 * X.T @ r / len(y), 2 * r.mean()
 
 
-def softmax_regression_grads(X: Tensor, y: Tensor, W: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def softmax_regression_grads(
+    X: Tensor, y: Tensor, W: Tensor, b: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
     """Mean cross-entropy of logits Z = XW + b and its gradients, by hand.
 
     X: (B, D), y: (B,) int, W: (D, K), b: (K,) -> (loss, ∂L/∂W: (D, K), ∂L/∂b: (K,)).

@@ -6,23 +6,38 @@ Each piece has a PyTorch counterpart that the tests (`tests/test_scratch_regular
 compare it with: `F.dropout` / `nn.Dropout`, `torch.optim.AdamW`'s decay step,
 `nn.init.xavier_normal_` / `kaiming_normal_`, `nn.utils.clip_grad_norm_` / `clip_grad_value_`.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 
-__all__ = ["dropout", "Dropout", "l1_penalty", "l2_penalty", "decay_weights_", "EarlyStopping",
-           "xavier_std", "he_std", "clip_grad_norm_", "clip_grad_value_"]
+__all__ = [
+    "dropout",
+    "Dropout",
+    "l1_penalty",
+    "l2_penalty",
+    "decay_weights_",
+    "EarlyStopping",
+    "xavier_std",
+    "he_std",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+]
 
 
 # ---------------------------------------------------------------- dropout
 
 
-def dropout(x: torch.Tensor, p: float, training: bool = True,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+def dropout(
+    x: torch.Tensor,
+    p: float,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Inverted dropout. x: any shape -> same shape.
 
     Training: keep each value with probability 1 − p and scale the survivors by 1/(1 − p), so
@@ -37,7 +52,9 @@ def dropout(x: torch.Tensor, p: float, training: bool = True,
     if p == 1:  # everything dropped; avoid 0/0
         return torch.zeros_like(x)
     mask = torch.empty_like(x).bernoulli_(1 - p, generator=generator)
-    return x * mask * (1.0 / (1 - p))  # multiply by the reciprocal, as PyTorch does (same rounding)
+    return (
+        x * mask * (1.0 / (1 - p))
+    )  # multiply by the reciprocal, as PyTorch does (same rounding)
 
 
 class Dropout(nn.Module):
@@ -77,7 +94,9 @@ def l1_penalty(params: Iterable[torch.Tensor], lam: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def decay_weights_(params: Iterable[torch.Tensor], lr: float, weight_decay: float) -> None:
+def decay_weights_(
+    params: Iterable[torch.Tensor], lr: float, weight_decay: float
+) -> None:
     """Decoupled weight decay, θ ← (1 − ηλ)·θ, applied to the parameters directly (not through
     the gradient). Followed by an Adam step without decay this is AdamW's update."""
     for p in params:
@@ -136,14 +155,20 @@ def he_std(fan_in: int, gain: float = math.sqrt(2.0)) -> float:
 
 
 def _grads(parameters: Iterable[torch.Tensor] | torch.Tensor) -> list[torch.Tensor]:
-    if isinstance(parameters, torch.Tensor):  # one tensor, as torch accepts (not its rows)
+    if isinstance(
+        parameters, torch.Tensor
+    ):  # one tensor, as torch accepts (not its rows)
         parameters = [parameters]
     return [p.grad for p in parameters if p.grad is not None]
 
 
 @torch.no_grad()
-def clip_grad_norm_(parameters: Iterable[torch.Tensor] | torch.Tensor, max_norm: float,
-                    norm_type: float = 2.0, eps: float = 1e-6) -> torch.Tensor:
+def clip_grad_norm_(
+    parameters: Iterable[torch.Tensor] | torch.Tensor,
+    max_norm: float,
+    norm_type: float = 2.0,
+    eps: float = 1e-6,
+) -> torch.Tensor:
     """Rescale all gradients together so that their global `norm_type`-norm is at most `max_norm`.
 
     The global norm is the norm of all gradients concatenated into one vector, computed as the
@@ -164,7 +189,9 @@ def clip_grad_norm_(parameters: Iterable[torch.Tensor] | torch.Tensor, max_norm:
 
 
 @torch.no_grad()
-def clip_grad_value_(parameters: Iterable[torch.Tensor] | torch.Tensor, clip_value: float) -> None:
+def clip_grad_value_(
+    parameters: Iterable[torch.Tensor] | torch.Tensor, clip_value: float
+) -> None:
     """Clamp every gradient entry to [−clip_value, clip_value] (changes the direction, unlike
     clipping by norm), like `torch.nn.utils.clip_grad_value_`."""
     for g in _grads(parameters):
