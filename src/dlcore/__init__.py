@@ -2,12 +2,14 @@
 
 Public API (stable within a minor version):
   runtime: profile, budget, device, device_name, seed_everything, setup
-  data:    load, loader, TensorLoader, TensorData, data_dir, DataUnavailableError, ChecksumError
+  data:    load, loader, TensorLoader, TensorData, data_dir,
+           DataUnavailableError, ChecksumError
   train:   fit, evaluate, accuracy, progress, History, save_checkpoint, load_checkpoint
   viz:     plot_history, show_images
   card:    ResultCard
-  source:  show_source (print dlcore code in a chapter; the stamp records what was shown)
-  exercises.check (auto-checked exercises), scratch.* (the from-scratch code of the chapters)
+  source:  show_source (print dlcore code in a chapter; the stamp records it)
+  exercises.check (auto-checked exercises)
+  scratch.* (the from-scratch code of the chapters)
 """
 
 from importlib.metadata import PackageNotFoundError, version

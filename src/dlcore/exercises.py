@@ -1,4 +1,5 @@
-"""Auto-checked exercises: the reader writes a function, `check` compares it with a reference."""
+"""Auto-checked exercises: the reader writes a function, `check` compares it with a
+reference."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ def check(
     atol: float = 1e-5,
     rtol: float = 1e-4,
 ) -> bool:
-    """Call `candidate(*case)` and `reference(*case)` on every case; print "pass" or the first
-    mismatch (with `hint`). Tensors must agree in shape, dtype and values; floats in value;
-    anything else exactly. Returns whether all cases passed; never raises for a wrong answer.
+    """Call `candidate(*case)` and `reference(*case)` on every case; print "pass" or the
+    first mismatch (with `hint`). Tensors must agree in shape, dtype and values; floats
+    in value; anything else exactly. Returns whether all cases passed; never raises for
+    a wrong answer.
     """
     cases = list(cases)
     if not cases:
@@ -35,7 +37,8 @@ def check(
             _compare(got, expected, atol, rtol)
         except NotImplementedError:
             print(
-                "not attempted yet: replace the `raise NotImplementedError` with your code."
+                "not attempted yet: replace the `raise NotImplementedError` "
+                "with your code."
             )
             return False
         except Exception as err:  # a wrong answer is feedback, not a crash

@@ -1,15 +1,15 @@
-"""Run notebooks top to bottom and stamp them: `dlcore-run notebooks/x.ipynb` or `--all`.
+"""Run notebooks top to bottom and stamp them: `dlcore-run notebooks/x.ipynb`, `--all`.
 
 The stamp, in `metadata["dlcore"]`, says which code produced the stored outputs:
 - `source_sha256`: sha256 (hex) of the UTF-8 bytes of "\\n".join(code cell sources), so
   anyone can recompute it and tell when the notebook's own code changed;
 - read from *inside the kernel* after the last cell: `torch_version`, `device`, `cpu`,
-  `dlcore_version`, `dlcore_modules` ({module: sha256 of its file} for every `dlcore` module
-  the notebook imported), `dlcore_displayed` (modules whose source `show_source` printed)
+  `dlcore_version`, `dlcore_modules` ({module: sha256 of its file} for every `dlcore`
+  module the notebook imported), `dlcore_displayed` (modules `show_source` printed)
   and `dlcore_digest` (one sha256 over all module digests, shown in the page footer);
 - `profile`, `wall_seconds`, `executed_at`.
 
-`problems(nb)` is what the freshness test checks; `dlcore-run --stale` lists the chapters
+`problems(nb)` is what the freshness test checks; `dlcore-run --stale` lists chapters
 whose imported `dlcore` modules changed since their stamp (`--stale --rerun` runs them).
 """
 
@@ -57,13 +57,13 @@ def source_sha256(nb) -> str:
 
 
 def combined_digest(modules: dict[str, str]) -> str:
-    """One sha256 over `{module: digest}`: "name digest" lines, sorted, joined by newlines."""
+    """One sha256 over `{module: digest}`: sorted "name digest" lines, "\\n"-joined."""
     lines = "\n".join(f"{name} {digest}" for name, digest in sorted(modules.items()))
     return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
 
 def toc_files(root: Path) -> list[str]:
-    """Every `file:` entry of `_toc.yml` (and its `root:`), in book order, without suffix."""
+    """Every `file:` entry of `_toc.yml` (and its `root:`) in book order, no suffix."""
     text = (root / "_toc.yml").read_text(encoding="utf-8")
     return re.findall(r"^\s*(?:-\s*)?(?:file|root):\s*(\S+)", text, flags=re.M)
 
@@ -84,8 +84,9 @@ def toc_notebooks(root: Path) -> list[Path]:
 
 
 def collapse_carriage_returns(text: str) -> str:
-    r"""What a terminal would show: on each line keep only the text after the last '\r'
-    (progress bars redraw themselves with '\r'; the stored output keeps their final state)."""
+    r"""What a terminal would show: on each line keep only the text after the last
+    '\r' (progress bars redraw themselves with '\r'; the stored output keeps their
+    final state)."""
     lines = []
     for line in text.split("\n"):
         parts = [p for p in line.split("\r") if p]
@@ -94,7 +95,7 @@ def collapse_carriage_returns(text: str) -> str:
 
 
 def tidy_streams(outputs: list) -> list:
-    """Merge consecutive outputs of the same stream, then keep what a terminal would show."""
+    """Merge consecutive outputs of one stream, then keep what a terminal would show."""
     merged = []
     for out in outputs:
         previous = merged[-1] if merged else {}
@@ -113,7 +114,7 @@ def tidy_streams(outputs: list) -> list:
 
 
 def changed_modules(stamp: dict, names=None) -> list[str]:
-    """The stamped `dlcore` modules (all, or those in `names`) whose file differs today."""
+    """The stamped `dlcore` modules (all, or those in `names`) whose file changed."""
     recorded = stamp.get("dlcore_modules", {})
     names = sorted(recorded) if names is None else sorted(names)
     today = current_module_digests(names)
@@ -159,7 +160,8 @@ def execute(
 ):
     """Execute `path` in `profile`, write it (stamped) to `out` (default: in place).
 
-    Returns the stamp. On a failing cell the outputs so far go to `<name>.failed.ipynb`."""
+    Returns the stamp. On a failing cell the outputs so far go to
+    `<name>.failed.ipynb`."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -222,8 +224,9 @@ def headline_rows(nb) -> list[list[tuple[str, str]]]:
 
 
 def reproduces(path: Path, timeout: int = 1800) -> list[str]:
-    """Run `path` again (in a temporary copy) in its stamped profile; list how its result
-    cards differ from the stored ones (empty: every headline number reproduced exactly)."""
+    """Run `path` again (in a temporary copy) in its stamped profile; list how its
+    result cards differ from the stored ones (empty: every headline number reproduced
+    exactly)."""
     import tempfile
 
     import nbformat

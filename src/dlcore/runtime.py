@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 
 def profile() -> str:
-    """The run profile from `DLCORE_PROFILE`: "smoke" (CI: tiny, fast) or "full" (default)."""
+    """The run profile from `DLCORE_PROFILE`: "smoke" (CI: tiny) or "full" (default)."""
     value = os.environ.get("DLCORE_PROFILE", "full").strip().lower() or "full"
     if value not in PROFILES:
         raise ValueError(
@@ -50,7 +50,7 @@ def device_name(dev: torch.device | None = None) -> str:
 
 
 def cpu_model() -> str:
-    """The processor's model name (Linux: /proc/cpuinfo), else `platform.processor()`."""
+    """The processor's model name (Linux: /proc/cpuinfo), else platform.processor()."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:
@@ -69,14 +69,15 @@ def seed_everything(seed: int = 0) -> None:
 
 
 def amp_dtype(dev: torch.device) -> torch.dtype | None:
-    """The mixed-precision dtype for `dev`: bf16 where supported on CUDA, else fp16; None off CUDA."""
+    """The mixed-precision dtype for `dev`: bf16 where CUDA supports it, else fp16;
+    None off CUDA."""
     if dev.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def setup(seed: int = 0) -> torch.device:
-    """A chapter's first call: seed everything, pick the device, print one line about the run."""
+    """A chapter's first call: seed everything, pick the device, print one line."""
     from . import __version__
 
     seed_everything(seed)

@@ -1,8 +1,9 @@
 """Show `dlcore` source in a notebook, and remember which modules a chapter displayed.
 
-Chapters print the code they teach with `show_source(fn)`. The runner reads `DISPLAYED` from
-inside the kernel after a run and stamps the digest of each displayed module, so the freshness
-test fails when code the page shows verbatim has changed since the stored run.
+Chapters print the code they teach with `show_source(fn)`. The runner reads
+`DISPLAYED` from inside the kernel after a run and stamps the digest of each displayed
+module, so the freshness test fails when code the page shows verbatim has changed since
+the stored run.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ DISPLAYED: set[str] = set()  # names of the modules whose source a chapter has s
 
 
 def show_source(obj):
-    """Display the source of a function or class, syntax-highlighted (an IPython `Code`)."""
+    """Display a function's or class's source, syntax-highlighted (IPython `Code`)."""
     from IPython.display import Code
 
     module = inspect.getmodule(obj)
@@ -32,7 +33,7 @@ def module_digest(path: str | Path) -> str:
 
 
 def loaded_module_digests() -> dict[str, str]:
-    """{module name: digest of its file} for every `dlcore` module imported in this process."""
+    """{module name: digest of its file} for every `dlcore` module imported here."""
     digests = {}
     for name, module in sorted(sys.modules.items()):
         file = getattr(module, "__file__", None)
@@ -42,7 +43,7 @@ def loaded_module_digests() -> dict[str, str]:
 
 
 def current_module_digests(names) -> dict[str, str | None]:
-    """Today's digest of each named `dlcore` module's file (None when it no longer exists)."""
+    """Today's digest of each named `dlcore` module's file (None when it is gone)."""
     import importlib.util
 
     found = {}

@@ -1,1 +1,2 @@
-"""Models the chapters build and later chapters reuse: one module per family (lenet, vgg, resnet, ...)."""
+"""Models the chapters build and later chapters reuse: one module per family
+(classic, resnet, gapcnn, ...)."""
