@@ -31,3 +31,12 @@ def runner_version() -> str:
     import importlib.metadata
 
     return importlib.metadata.version("dlcore")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_install_cell_pins_this_version(path):
+    """Colab readers get the dlcore the page was made with (CONTRIBUTING.md's cell)."""
+    nb = nbformat.read(path, as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert 'find_spec("dlcore") is None' in first.source
+    assert f"dlcore-book@v{runner_version()}" in first.source
