@@ -1,4 +1,6 @@
-"""dlcore.augment: batched augmentations against torchvision.transforms.v2, on random inputs."""
+"""dlcore.augment: batched augmentations against torchvision.transforms.v2, on random
+inputs and on degenerate ones (size-1 dims, padding 0, full-image crops, float64, bad
+arguments)."""
 
 import pytest
 import torch
@@ -16,7 +18,7 @@ def images(b=6, c=3, h=9, w=7, seed=0, dtype=torch.float64):
 
 
 class FixedErasing(v2.RandomErasing):
-    """torchvision's RandomErasing (p=1, value=0) with the box given instead of drawn."""
+    """torchvision's RandomErasing (p=1, value=0) with the box given, not drawn."""
 
     def __init__(self, i, j, h, w):
         super().__init__(p=1.0, value=0)
@@ -189,18 +191,6 @@ def test_label_smoothing_cross_entropy(eps):
     )
 
 
-def test_one_cycle_shape():
-    total = 100
-    lrs = [A.one_cycle(s, total, peak=0.4, warmup=0.25) for s in range(total + 1)]
-    assert (
-        lrs[0] == 0.0 and max(lrs) == pytest.approx(0.4) and lrs.index(max(lrs)) == 25
-    )
-    assert lrs[-1] == pytest.approx(0.0)
-    assert all(a <= b for a, b in zip(lrs[:25], lrs[1:26])) and all(
-        a >= b for a, b in zip(lrs[25:], lrs[26:])
-    )
-
-
 def test_flip_tta_is_mean_of_two_views():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
     x = torch.randn(3, 3, 4, 4)
@@ -216,3 +206,205 @@ def test_reflect_index_matches_pad():
         x.index_select(-2, rows).index_select(-1, cols), A.pad(x, 3), rtol=0, atol=0
     )
     assert A.reflect_index(5, 2).tolist() == [2, 1, 0, 1, 2, 3, 4, 3, 2]
+
+
+# ---------------------------------------------------------------- edge cases, bad input
+
+
+@pytest.mark.parametrize("mode", ["reflect", "constant"])
+def test_padding_zero_is_the_identity_and_keeps_dtype(mode):
+    x = images(dtype=torch.float64)
+    out = A.pad(x, 0, mode)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, TF.pad(x, [0], padding_mode=mode), rtol=0, atol=0)
+    torch.testing.assert_close(A.random_crop(x, 0, mode), x, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bad", [-1, -4, 1.5, True, "2"])
+def test_bad_padding_is_rejected_by_name(bad):
+    x = images()
+    for call in (
+        lambda: A.pad(x, bad),
+        lambda: A.pad(x, bad, "constant"),
+        lambda: A.random_crop(x, bad),
+        lambda: A.CifarAugment(padding=bad),
+    ):
+        with pytest.raises(ValueError, match="padding"):
+            call()
+    with pytest.raises(ValueError, match="mode"):
+        A.pad(x, 1, "edge")
+
+
+def test_size_one_images_and_batches_equal_torchvision():
+    x1 = images(b=1, c=1, h=1, w=1)  # one pixel: constant padding works, reflect cannot
+    torch.testing.assert_close(
+        A.pad(x1, 2, "constant"), TF.pad(x1, [2], padding_mode="constant")
+    )
+    with pytest.raises(ValueError, match="reflect padding"):
+        A.pad(x1, 1)
+    x = images(b=1, c=1, h=5, w=2)  # a batch of one image, one channel, two columns
+    torch.testing.assert_close(
+        A.pad(x, 1), TF.pad(x, [1], padding_mode="reflect"), rtol=0, atol=0
+    )
+    out = A.crop(x, torch.tensor([2]), torch.tensor([1]), 3, 1)
+    torch.testing.assert_close(out[0], TF.crop(x[0], 2, 1, 3, 1), rtol=0, atol=0)
+    mask = A.cutout(x, torch.tensor([4]), torch.tensor([1]), 1, 1)
+    ref = TF.erase(x[0], 4, 1, 1, 1, torch.tensor(0.0, dtype=x.dtype))
+    torch.testing.assert_close(mask[0], ref, rtol=0, atol=0)
+
+
+def test_flip_of_width_one_images_is_the_identity():
+    x = images(b=3, w=1)
+    torch.testing.assert_close(A.hflip(x), x, rtol=0, atol=0)
+    torch.testing.assert_close(A.hflip(x), TF.horizontal_flip(x), rtol=0, atol=0)
+    torch.testing.assert_close(
+        A.random_hflip(x, 1.0), TF.horizontal_flip(x), rtol=0, atol=0
+    )
+
+
+def test_random_hflip_probability_zero_and_one_and_bad():
+    x = images(b=8)
+    torch.testing.assert_close(A.random_hflip(x, 0.0), x, rtol=0, atol=0)
+    torch.testing.assert_close(
+        A.random_hflip(x, 1.0), TF.horizontal_flip(x), rtol=0, atol=0
+    )
+    for p in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="p must"):
+            A.random_hflip(x, p)
+    with pytest.raises(ValueError, match="flip"):
+        A.hflip(x, torch.ones(7, dtype=torch.bool))  # one flag short
+    with pytest.raises(ValueError, match="flip"):
+        A.hflip(x, torch.ones(8))  # floats, not bool
+
+
+def test_crop_of_the_full_image_is_the_identity():
+    x = images(b=4, h=9, w=7)
+    zero = torch.zeros(4, dtype=torch.long)
+    out = A.crop(x, zero, zero, 9, 7)
+    torch.testing.assert_close(out, x, rtol=0, atol=0)
+    torch.testing.assert_close(out[1], TF.crop(x[1], 0, 0, 9, 7), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "top,left,name",
+    [
+        ([0, 0, 5, 0], [0, 0, 0, 0], "top"),  # 5 + 5 > 9: runs past the bottom
+        ([0, -1, 0, 0], [0, 0, 0, 0], "top"),
+        ([0, 0, 0, 0], [0, 4, 0, 0], "left"),  # 4 + 4 > 7
+        ([0, 0, 0, 0], [-2, 0, 0, 0], "left"),
+    ],
+)
+def test_crop_box_outside_the_image_is_an_error_naming_the_argument(top, left, name):
+    x = images(b=4, h=9, w=7)
+    with pytest.raises(ValueError, match=f"^{name} must lie in"):
+        A.crop(x, torch.tensor(top), torch.tensor(left), 5, 4)
+
+
+def test_crop_bad_sizes_and_offsets():
+    x = images(b=2, h=9, w=7)
+    zero = torch.zeros(2, dtype=torch.long)
+    with pytest.raises(ValueError, match="do not fit"):
+        A.crop(x, zero, zero, 10, 7)
+    with pytest.raises(ValueError, match="height"):
+        A.crop(x, zero, zero, 0, 7)
+    with pytest.raises(ValueError, match="top must hold integers"):
+        A.crop(x, torch.zeros(2), zero, 3, 3)
+    with pytest.raises(ValueError, match=r"left must have shape \(2,\)"):
+        A.crop(x, zero, torch.zeros(3, dtype=torch.long), 3, 3)
+    with pytest.raises(ValueError, match="x must be a"):
+        A.crop(x[0], zero, zero, 3, 3)  # one image without its batch axis
+
+
+def test_cutout_degenerate_boxes():
+    x = images(b=3)
+    zero = torch.zeros(3, dtype=torch.long)
+    torch.testing.assert_close(A.cutout(x, zero, zero, 0, 0), x, rtol=0, atol=0)
+    far = torch.full((3,), 100)  # entirely outside: nothing to clip to
+    torch.testing.assert_close(A.cutout(x, far, -far, 4, 4), x, rtol=0, atol=0)
+    full = A.cutout(x, zero, zero, 9, 7, value=2.5)  # the whole image
+    torch.testing.assert_close(
+        full[0], TF.erase(x[0], 0, 0, 9, 7, torch.tensor(2.5, dtype=x.dtype))
+    )
+    torch.testing.assert_close(A.random_cutout(x, 0), x, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="height"):
+        A.cutout(x, zero, zero, -1, 2)
+    with pytest.raises(ValueError, match="size"):
+        A.random_cutout(x, -3)
+
+
+def test_float64_is_preserved_everywhere():
+    x = images(b=4, h=8, w=8, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    zero = torch.zeros(4, dtype=torch.long)
+    outs = [
+        A.pad(x, 2),
+        A.pad(x, 2, "constant"),
+        A.crop(x, zero, zero, 4, 4),
+        A.random_crop(x, 2, generator=g),
+        A.hflip(x),
+        A.random_hflip(x, generator=g),
+        A.cutout(x, zero, zero, 3, 3),
+        A.random_cutout(x, 3, generator=g),
+        A.CifarAugment(2, cutout=3, generator=g)(x),
+        A.normalize(x, (0.5,) * 3, (0.25,) * 3),
+        A.denormalize(x, (0.5,) * 3, (0.25,) * 3),
+    ]
+    assert all(o.dtype == torch.float64 for o in outs)
+    logits = torch.randn(4, 5, dtype=torch.float64)
+    y = torch.tensor([0, 4, 2, 1])
+    loss = A.label_smoothing_cross_entropy(logits, y, 0.1)
+    assert loss.dtype == torch.float64
+    ref = F.cross_entropy(logits, y, label_smoothing=0.1)
+    torch.testing.assert_close(loss, ref, rtol=1e-13, atol=1e-13)
+
+
+def test_normalize_float64_and_bad_statistics():
+    x = images(b=2, c=3, dtype=torch.float64)
+    mean, std = (0.1, -0.2, 0.3), (0.5, 2.0, 1e-3)
+    torch.testing.assert_close(A.normalize(x, mean, std), TF.normalize(x, mean, std))
+    torch.testing.assert_close(A.denormalize(A.normalize(x, mean, std), mean, std), x)
+    with pytest.raises(ValueError, match="std must be > 0"):
+        A.normalize(x, mean, (0.5, 0.0, 1.0))
+    with pytest.raises(ValueError, match="mean must have 1 or 3"):
+        A.normalize(x, (0.1, 0.2), std)
+    with pytest.raises(ValueError, match="std must have 1 or 3"):
+        A.normalize(x, mean, (1.0,) * 4)
+    with pytest.raises(ValueError, match="uint8 or floating"):
+        A.normalize(x.long(), mean, std)
+
+
+def test_channel_stats_large_offset_and_uint8():
+    # |mean| = 1e4 ≫ std = 1e-2: sum(x²)/n − mean² in float64 would keep no digit
+    g = torch.Generator().manual_seed(0)
+    x = 1e4 + 1e-2 * torch.randn(50, 2, 6, 6, generator=g, dtype=torch.float64)
+    mean, std = A.channel_stats(x, chunk=7)
+    flat = x.permute(1, 0, 2, 3).reshape(2, -1)
+    torch.testing.assert_close(mean, flat.mean(1), rtol=1e-14, atol=0)
+    torch.testing.assert_close(std, flat.std(1, unbiased=False), rtol=1e-6, atol=0)
+    u = torch.randint(0, 256, (9, 3, 4, 5), generator=g, dtype=torch.uint8)
+    mean, std = A.channel_stats(u, chunk=2)
+    ref = u.double().div(255).permute(1, 0, 2, 3).reshape(3, -1)
+    torch.testing.assert_close(mean, ref.mean(1))
+    torch.testing.assert_close(std, ref.std(1, unbiased=False))
+    one = torch.full((1, 1, 1, 1), 0.25, dtype=torch.float64)  # one pixel: std 0
+    assert A.channel_stats(one)[1].item() == 0.0
+    with pytest.raises(ValueError, match="chunk"):
+        A.channel_stats(x, chunk=0)
+
+
+def test_label_smoothing_extremes_and_bad_labels():
+    logits = torch.tensor([[1e4, -1e4, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([0, 2])
+    for eps in (0.0, 1.0, 0.3):  # large |z| and exact zeros; ε at both ends
+        torch.testing.assert_close(
+            A.label_smoothing_cross_entropy(logits, y, eps),
+            F.cross_entropy(logits, y, label_smoothing=eps),
+        )
+    with pytest.raises(ValueError, match="y must lie in"):
+        A.label_smoothing_cross_entropy(logits, torch.tensor([0, -1]))
+    with pytest.raises(ValueError, match="y must lie in"):
+        A.label_smoothing_cross_entropy(logits, torch.tensor([3, 0]))
+    with pytest.raises(ValueError, match="y must be 2 integer labels"):
+        A.label_smoothing_cross_entropy(logits, torch.tensor([[0], [1]]))
+    with pytest.raises(ValueError, match="smoothing"):
+        A.label_smoothing_cross_entropy(logits, y, 1.5)

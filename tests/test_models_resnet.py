@@ -1,5 +1,6 @@
-"""dlcore.models.resnet (Part II ch. 3): blocks equal torchvision's, zero-init blocks are the identity,
-parameter counts, the plain twin, global average pooling, DenseNet channel growth."""
+"""dlcore.models.resnet (Part II ch. 3): blocks equal torchvision's, zero-init blocks
+are the identity, parameter counts, the plain twin, the forward pass assembled by hand,
+DenseNet channel growth, bad stage arguments."""
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ def n_params(model: nn.Module) -> int:
 
 
 def randomize_bn(model: nn.Module, gen: torch.Generator) -> nn.Module:
-    """Random BatchNorm scales, shifts and running statistics, so that eval mode tests something."""
+    """Random BatchNorm scales, shifts and running statistics (eval mode tested too)."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -31,7 +32,7 @@ def randomize_bn(model: nn.Module, gen: torch.Generator) -> nn.Module:
 
 
 def copy_weights(src: nn.Module, dst: nn.Module) -> None:
-    """Copy src's state into dst, matching tensors by registration order (and checking shapes)."""
+    """Copy src's state into dst, tensors matched by registration order and shape."""
     s, d = src.state_dict(), dst.state_dict()
     assert len(s) == len(d)
     for (ks, vs), (kd, vd) in zip(s.items(), d.items()):
@@ -73,7 +74,7 @@ def test_blocks_equal_torchvision(kind, c_in, width, stride, train):
     [((2, 2, 2, 2), "basic", 11_689_512), ((3, 4, 6, 3), "bottleneck", 25_557_032)],
 )
 def test_imagenet_resnets_equal_torchvision(blocks, block, expected):
-    """ResNet-18/-50: with torchvision's 7×7 stem our network has the same parameters and outputs."""
+    """ResNet-18/-50: with torchvision's 7×7 stem, the same parameters and outputs."""
     torch.manual_seed(0)
     theirs = (tvr.resnet18 if block == "basic" else tvr.resnet50)()
     ours = R.ResNet(
@@ -100,7 +101,8 @@ def test_imagenet_resnets_equal_torchvision(blocks, block, expected):
 
 def test_cifar_parameter_counts():
     assert n_params(R.resnet(20)) == 272_474
-    # plain twin: same layers minus the two 1×1 projection conv-BNs (16→32: 512+64, 32→64: 2048+128)
+    # plain twin: same layers minus the two 1×1 projection conv-BNs
+    # (16→32: 512 + 64, 32→64: 2048 + 128)
     assert (
         n_params(R.resnet(20)) - n_params(R.plainnet(20))
         == 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64
@@ -113,10 +115,8 @@ def test_cifar_parameter_counts():
 
 
 def test_bottleneck_parameter_formula():
-    c, w = (
-        256,
-        64,
-    )  # the 1×1 reduce, 3×3, 1×1 expand of a ResNet-50 block, with their BatchNorms
+    # the 1×1 reduce, 3×3, 1×1 expand of a ResNet-50 block, with their BatchNorms
+    c, w = 256, 64
     formula = c * w + 2 * w + 9 * w * w + 2 * w + w * c + 2 * c
     assert n_params(R.Bottleneck(c, w)) == formula == 70_400
 
@@ -142,9 +142,8 @@ def test_zero_init_network_equals_network_without_identity_blocks():
     torch.manual_seed(0)
     net = R.resnet(32, width=8, in_channels=1).eval()
     randomize_bn(net, torch.Generator().manual_seed(2))
-    for (
-        b
-    ) in net.stages:  # randomize_bn touched the zeroed scale and shift: zero them again
+    # randomize_bn touched the zeroed scale and shift: zero them again
+    for b in net.stages:
         nn.init.zeros_(b.last_bn().weight), nn.init.zeros_(b.last_bn().bias)
     x = torch.randn(5, 1, 28, 28)
     short = nn.Sequential(
@@ -162,7 +161,7 @@ def test_zero_init_network_equals_network_without_identity_blocks():
 def _block_outputs_after_backward(
     net: nn.Module, x: torch.Tensor
 ) -> list[torch.Tensor]:
-    """Each block's output, with .grad filled by one backward pass of a random-label loss."""
+    """Each block's output, .grad filled by one backward pass of a random-label loss."""
     acts = []
 
     def keep(module, inputs, output):
@@ -219,10 +218,16 @@ def test_preact_block():
         b = R.PreActBlock(c_in, width, stride).double().eval()
         randomize_bn(b, torch.Generator().manual_seed(3))
         x = torch.randn(2, c_in, 8, 8, dtype=torch.float64)
-        pre = torch.relu(b.bn1(x))
-        branch = b.conv2(torch.relu(b.bn2(b.conv1(pre))))
-        skip = x if b.project is None else b.project(pre)
-        torch.testing.assert_close(b(x), branch + skip)
+
+        # reference from torch.nn.functional and the block's tensors, not its modules
+        def bn(m, z):
+            return F.batch_norm(z, m.running_mean, m.running_var, m.weight, m.bias)
+
+        pre = torch.relu(bn(b.bn1, x))
+        mid = torch.relu(bn(b.bn2, F.conv2d(pre, b.conv1.weight, None, stride, 1)))
+        branch = F.conv2d(mid, b.conv2.weight, None, 1, 1)
+        skip = x if b.project is None else F.conv2d(pre, b.project.weight, None, stride)
+        torch.testing.assert_close(b(x), branch + skip, rtol=1e-12, atol=1e-12)
     b = R.PreActBlock(8, 8)
     nn.init.zeros_(b.conv2.weight)
     x = torch.randn(2, 8, 5, 5)
@@ -233,14 +238,38 @@ def test_preact_block():
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_global_average_pooling_any_size():
+def test_forward_is_stem_stages_mean_pool_linear_at_any_size():
+    """The network's own forward against a reference assembled by hand: stem, every
+    block in turn, the mean over H and W (not AdaptiveAvgPool2d), then x Wᵀ + b."""
     torch.manual_seed(0)
-    net = R.resnet(8, width=8, in_channels=1).eval()
-    for size in (12, 28, 32, 64):
-        x = torch.randn(2, 1, size, size)
-        assert net(x).shape == (2, 10)
-        feats = net.features(x)
-        torch.testing.assert_close(net.pool(feats).flatten(1), feats.mean(dim=(2, 3)))
+    net = R.resnet(8, width=8, in_channels=1).double().eval()
+    randomize_bn(net, torch.Generator().manual_seed(4))
+    for size in (1, 12, 28, 33):  # 1×1 inputs too: every stage then works on 1×1 maps
+        x = torch.randn(2, 1, size, size, dtype=torch.float64)
+        h = net.stem(x)
+        for b in net.stages:
+            h = b(h)
+        expected = h.mean(dim=(2, 3)) @ net.fc.weight.T + net.fc.bias
+        torch.testing.assert_close(net(x), expected, rtol=1e-12, atol=1e-12)
+        assert net.features(x).shape[1] == net.features_dim == 32
+
+
+@pytest.mark.parametrize(
+    "blocks,widths",
+    [((2, 2, 2), (16, 32)), ((2, 2), (16, 32, 64)), ((), ()), ([3], [8, 16])],
+)
+def test_blocks_and_widths_of_different_lengths_are_an_error(blocks, widths):
+    with pytest.raises(ValueError, match="blocks and widths"):
+        R.ResNet(blocks, widths)
+
+
+def test_bad_stage_entries_are_an_error_naming_them():
+    with pytest.raises(ValueError, match="blocks must be integers"):
+        R.ResNet((2, 0, 2), (8, 16, 32))
+    with pytest.raises(ValueError, match="widths must be integers"):
+        R.ResNet((1, 1), (8, 2.5))
+    net = R.ResNet([1], [4], num_classes=3)  # one stage, one block: the smallest net
+    assert net(torch.randn(1, 3, 5, 5)).shape == (1, 3)
 
 
 @pytest.mark.parametrize("c_in,layers,growth", [(16, 4, 12), (24, 6, 32), (3, 1, 5)])
