@@ -1,7 +1,9 @@
-"""Datasets as tensors: a checksummed cache under `DLCORE_DATA`, torchvision's own formats.
+"""Datasets as tensors: a checksummed cache under `DLCORE_DATA`, torchvision's formats.
 
-Every file is verified by md5 after download *and* on every cache hit; downloads are written to
-a temporary file and renamed into place only when complete, so the cache is never half-written.
+Every file is verified by md5 after download *and* on every cache hit; downloads are
+written to a temporary file and renamed into place only when complete, so the cache is
+never half-written. A mirror that fails, or serves a corrupt file, is skipped for the
+next one.
 """
 
 from __future__ import annotations
@@ -9,14 +11,17 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import shutil
+import struct
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +29,7 @@ import platformdirs
 import torch
 import torchvision
 
+from .augment import normalize, to_float
 from .runtime import device as default_device
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10")
@@ -38,11 +44,23 @@ class ChecksumError(RuntimeError):
     """A file's md5 differs from the published one."""
 
 
-# ---------------------------------------------------------------- the cache and its files
+class CorruptDownloadError(DataUnavailableError, ChecksumError):
+    """No mirror served the file: at least one served bytes with the wrong md5 (caught
+    both as `DataUnavailableError`, so offline fallbacks still apply, and as
+    `ChecksumError`)."""
+
+
+class CorruptFileError(ValueError):
+    """A cached file has the right name but not the right layout (e.g. a truncated IDX
+    file); delete it and load again to re-download."""
+
+
+# ------------------------------------------------------------ the cache and its files
 
 
 def data_dir() -> Path:
-    """The data cache: `$DLCORE_DATA`, else the user cache directory (e.g. ~/.cache/dlcore)."""
+    """The data cache: `$DLCORE_DATA`, else the user cache directory (e.g.
+    ~/.cache/dlcore)."""
     env = os.environ.get("DLCORE_DATA")
     return (
         Path(env).expanduser()
@@ -52,8 +70,8 @@ def data_dir() -> Path:
 
 
 def derived_dir() -> Path:
-    """A writable place for files the book derives (decoded arrays); never inside DLCORE_DATA,
-    which may be a shared read-only mirror."""
+    """A writable place for files the book derives (decoded arrays); never inside
+    DLCORE_DATA, which may be a shared read-only mirror."""
     return Path(platformdirs.user_cache_dir("dlcore")) / "derived"
 
 
@@ -75,16 +93,17 @@ def verify(path: Path, md5: str) -> Path:
     got = md5sum(path)
     if got != md5:
         raise ChecksumError(
-            f"{path}: md5 {got}, expected {md5}. The file is corrupt or not the published one; "
-            f"delete it and load again to re-download."
+            f"{path}: md5 {got}, expected {md5}. The file is corrupt or not the "
+            "published one; delete it and load again to re-download."
         )
     return path
 
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A cached file: `name` relative to the data dir, its md5, and where it can be downloaded.
-    When `gz_md5` is set the URLs serve a gzip file (with that md5) to decompress."""
+    """A cached file: `name` relative to the data dir, its md5, and where it can be
+    downloaded. When `gz_md5` is set the URLs serve a gzip file (with that md5) to
+    decompress."""
 
     name: str
     md5: str
@@ -103,38 +122,110 @@ def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
             shutil.copyfileobj(response, f, 1 << 20)
 
 
+def _md5_problem(path: Path, md5: str, what: str) -> str | None:
+    """None if `path` has the md5, else a one-line description of the mismatch."""
+    got = md5sum(path)
+    return None if got == md5 else f"{what} md5 {got}, expected {md5}"
+
+
+def _download_verified(url: str, file: RemoteFile, tmp: Path) -> tuple[Path, str]:
+    """Download `url` into the folder `tmp`, decompress if needed, and check the md5s.
+    Returns (path, "") on success, or (path, what was wrong) for a corrupt download;
+    network errors propagate."""
+    raw = tmp / "download"
+    _download(url, raw)
+    if file.gz_md5 is not None:
+        if problem := _md5_problem(raw, file.gz_md5, "gzip file"):
+            return raw, problem
+        unpacked = tmp / "unpacked"
+        try:
+            with gzip.open(raw, "rb") as src, open(unpacked, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except (OSError, EOFError) as err:  # BadGzipFile is an OSError
+            return raw, f"gzip file does not decompress ({err})"
+        raw = unpacked
+    return raw, _md5_problem(raw, file.md5, "file") or ""
+
+
 def fetch(file: RemoteFile, root: Path | None = None) -> Path:
-    """The verified local path of `file`, downloading it (atomically) if it is not cached."""
+    """The verified local path of `file`, downloaded (atomically) if it is not cached.
+
+    The mirrors in `file.urls` are tried in order; one that cannot be reached, or that
+    serves a file whose md5 is not the published one, is skipped for the next. Raises
+    `DataUnavailableError` when no mirror delivers (`CorruptDownloadError`, also a
+    `ChecksumError`, when some mirror served corrupt bytes) and when there are no
+    mirrors; nothing is left in the cache then.
+    """
     root = root or data_dir()
     target = root / file.name
     if target.exists():
         return verify(target, file.md5)
-    errors = []
+    gz = " and decompress it (gunzip)" if file.gz_md5 else ""
+    where = (
+        f"(the cache is $DLCORE_DATA, now {root}; "
+        "the book's offline mirror is ../shared/data)."
+    )
+    if not file.urls:
+        raise DataUnavailableError(
+            f"{file.name} is not in the data cache and has no download URL "
+            f"(an empty mirror list).\nPut the file at {target}\n{where}"
+        )
+    errors, corrupt = [], []
+    target.parent.mkdir(parents=True, exist_ok=True)
     for url in file.urls:
-        target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".part-") as tmp:
-            raw = Path(tmp) / "download"
             try:
-                _download(url, raw)
-            except (urllib.error.URLError, OSError, TimeoutError) as err:
+                path, problem = _download_verified(url, file, Path(tmp))
+            except (urllib.error.URLError, OSError, TimeoutError, ValueError) as err:
                 errors.append(f"{url}: {err}")
                 continue
-            if file.gz_md5 is not None:
-                verify(raw, file.gz_md5)
-                unpacked = Path(tmp) / "unpacked"
-                with gzip.open(raw, "rb") as src, open(unpacked, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                raw = unpacked
-            verify(raw, file.md5)
-            os.replace(raw, target)  # atomic: the cache never holds half a file
+            if problem:
+                corrupt.append(f"{url}: {problem}")
+                continue
+            os.replace(path, target)  # atomic: the cache never holds half a file
         return target
-    gz = " and decompress it (gunzip)" if file.gz_md5 else ""
-    raise DataUnavailableError(
+    error = CorruptDownloadError if corrupt else DataUnavailableError
+    raise error(
         f"{file.name} is not in the data cache and could not be downloaded "
-        f"({'; '.join(errors) or 'no URL'}).\n"
-        f"Download {file.urls[0]}{gz}, and put it at {target}\n"
-        f"(the cache is $DLCORE_DATA, now {root}; the book's offline mirror is ../shared/data)."
+        f"({'; '.join(errors + corrupt)}).\n"
+        f"Download {file.urls[0]}{gz}, and put it at {target}\n{where}"
     )
+
+
+# ---------------------------------------------------------------- IDX files
+
+_IDX_ITEMSIZE = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+
+
+def idx_shape(path: Path) -> tuple[int, ...]:
+    """The array shape an IDX file's header declares, after checking that the file holds
+    exactly that much data; `CorruptFileError` (naming the file) if not."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        magic = f.read(4)
+        if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] not in _IDX_ITEMSIZE:
+            raise CorruptFileError(
+                f"{path}: not an IDX file (first bytes {magic.hex() or 'none'}); "
+                "delete it and load again to re-download."
+            )
+        ndim = magic[3]
+        header = f.read(4 * ndim)
+    if len(header) < 4 * ndim:
+        raise CorruptFileError(
+            f"{path}: truncated IDX file ({size} bytes, shorter than its header); "
+            "delete it and load again to re-download."
+        )
+    shape = struct.unpack(f">{ndim}I", header)
+    expected = 4 + 4 * ndim + _IDX_ITEMSIZE[magic[2]] * math.prod(shape)
+    if size != expected:
+        kind = "truncated" if size < expected else "oversized"
+        raise CorruptFileError(
+            f"{path}: {kind} IDX file: its header declares shape "
+            f"{' x '.join(map(str, shape))} ({expected} bytes), the file has {size} "
+            "bytes; delete it and load again to re-download."
+        )
+    return shape
 
 
 # ---------------------------------------------------------------- datasets as tensors
@@ -155,9 +246,10 @@ class TensorData:
         return len(self.y)
 
     def subset(self, n: int, *, seed: int | None = None) -> TensorData:
-        """`n` examples (for smoke runs and small-data experiments): the first `n`, or with `seed`
-        a random sample of `n` (without replacement, reproducible). Use a seed when the data may
-        be sorted by class, as the offline CIFAR-10 JPEG copy is."""
+        """`n` examples (for smoke runs and small-data experiments): the first `n`, or
+        with `seed` a random sample of `n` (without replacement, reproducible). Use a
+        seed when the data may be sorted by class, as the offline CIFAR-10 JPEG copy
+        is."""
         if seed is None:
             index = slice(0, n)
         else:
@@ -262,9 +354,10 @@ CIFAR10_SUBSET = RemoteFile(
 def load(name: str, train: bool = True, *, variant: str = "auto") -> TensorData:
     """Load a whole split as uint8 tensors.
 
-    name: "mnist" | "fashion-mnist" | "cifar10". For CIFAR-10, `variant` picks the copy:
-    "original" (torchvision's, downloaded if needed), "jpeg75" (all 60k images re-encoded as
-    JPEG q75), "subset" (a lossless 4k/1k subset), or "auto": the first of these available.
+    name: "mnist" | "fashion-mnist" | "cifar10". For CIFAR-10, `variant` picks the
+    copy: "original" (torchvision's, downloaded if needed), "jpeg75" (all 60k images
+    re-encoded as JPEG q75), "subset" (a lossless 4k/1k subset), or "auto": the first of
+    these available.
     """
     key = name.lower().replace("_", "-")
     if key in IDX_FILES:
@@ -277,9 +370,19 @@ def load(name: str, train: bool = True, *, variant: str = "auto") -> TensorData:
 def _load_idx(key: str, train: bool) -> TensorData:
     folder, mirrors, mean, std, files = IDX_FILES[key]
     root = data_dir()
+    paths, counts = {}, {}
     for file, md5, gz_md5 in files:
         urls = tuple(m + file + ".gz" for m in mirrors)
-        fetch(RemoteFile(f"{folder}/raw/{file}", md5, urls, gz_md5), root)
+        paths[file] = fetch(RemoteFile(f"{folder}/raw/{file}", md5, urls, gz_md5), root)
+        counts[file] = idx_shape(paths[file])[0]  # a clear error, not the parser's
+    for images in [f for f in files if "-images-" in f[0]]:
+        labels = images[0].replace("-images-idx3-", "-labels-idx1-")
+        if labels in counts and counts[images[0]] != counts[labels]:
+            raise CorruptFileError(
+                f"{paths[images[0]]} holds {counts[images[0]]} images but "
+                f"{paths[labels]} holds {counts[labels]} labels; delete both and "
+                "load again."
+            )
     cls = (
         torchvision.datasets.MNIST
         if key == "mnist"
@@ -288,7 +391,8 @@ def _load_idx(key: str, train: bool) -> TensorData:
     ds = cls(
         root=str(root), train=train, download=False
     )  # torchvision parses the IDX files
-    source = f"{cls.__name__} ({'train' if train else 'test'}, original IDX files, md5-verified)"
+    split = "train" if train else "test"
+    source = f"{cls.__name__} ({split}, original IDX files, md5-verified)"
     return TensorData(
         ds.data.unsqueeze(1).contiguous(),
         ds.targets.long(),
@@ -302,7 +406,8 @@ def _load_idx(key: str, train: bool) -> TensorData:
 def _load_cifar10(train: bool, variant: str) -> TensorData:
     if variant not in CIFAR10_VARIANTS:
         raise ValueError(
-            f"unknown CIFAR-10 variant {variant!r}; known: {', '.join(CIFAR10_VARIANTS)}"
+            f"unknown CIFAR-10 variant {variant!r}; "
+            f"known: {', '.join(CIFAR10_VARIANTS)}"
         )
     root = data_dir()
     split = "train" if train else "test"
@@ -329,8 +434,9 @@ def _load_cifar10(train: bool, variant: str) -> TensorData:
         return TensorData(x, y, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, source)
     raise DataUnavailableError(
         f"CIFAR-10 ({variant}) is not available: {' '.join(problems)}\n"
-        f"Download {CIFAR10_TAR.urls[0]} and extract it into {root} (giving {root}/cifar-10-batches-py), "
-        f"or put the offline copies at {root / CIFAR10_JPEG.name} / {root / CIFAR10_SUBSET.name}."
+        f"Download {CIFAR10_TAR.urls[0]} and extract it into {root} "
+        f"(giving {root}/cifar-10-batches-py), or put the offline copies at "
+        f"{root / CIFAR10_JPEG.name} / {root / CIFAR10_SUBSET.name}."
     )
 
 
@@ -352,7 +458,8 @@ def _cifar10_original(root: Path, train: bool) -> TensorData:
 
 
 def _cifar10_jpeg(zip_path: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode the ImageFolder-style ZIP once (torchvision's JPEG decoder) and cache the arrays."""
+    """Decode the ImageFolder-style ZIP once (torchvision's JPEG decoder) and cache the
+    arrays."""
     split = "train" if train else "test"
     cache = derived_dir() / f"cifar10-jpeg75-{CIFAR10_JPEG.md5[:8]}-{split}.npz"
     if not cache.exists():
@@ -389,9 +496,11 @@ def _cifar10_jpeg(zip_path: Path, train: bool) -> tuple[torch.Tensor, torch.Tens
 class TensorLoader:
     """Shuffled mini-batches from tensors kept in memory, on the device.
 
-    x: (N, ...) uint8 or float; y: (N,). uint8 images are scaled to [0, 1] and normalised with
-    `mean`/`std` per batch, on the device; `augment` (a function of a float batch) runs after.
-    Yields (x_batch: (B, ...) float32, y_batch: (B,)).
+    x: (N, C, ...) uint8 or float; y: (N, ...). uint8 images are scaled to [0, 1] and,
+    when `mean` and `std` are given (both or neither; one value per channel C, or one
+    for all), normalised per batch on the device with `dlcore.augment.normalize`;
+    `augment` (a function of a float batch) runs after. Yields (x_batch: (B, ...),
+    y_batch: (B, ...)). batch_size must be a positive int.
     """
 
     def __init__(
@@ -407,6 +516,7 @@ class TensorLoader:
         augment=None,
         drop_last: bool = False,
     ):
+        _check_inputs(x, y, batch_size, mean, std)
         self.device = torch.device(device) if device is not None else default_device()
         self.x, self.y = x.to(self.device), y.to(self.device)
         self.batch_size, self.shuffle, self.drop_last, self.augment = (
@@ -415,9 +525,9 @@ class TensorLoader:
             drop_last,
             augment,
         )
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        self.mean = torch.tensor(mean, device=self.device).view(shape) if mean else None
-        self.std = torch.tensor(std, device=self.device).view(shape) if std else None
+        as_tensor = partial(torch.as_tensor, device=self.device)
+        self.mean = None if mean is None else as_tensor(mean).flatten()
+        self.std = None if std is None else as_tensor(std).flatten()
 
     def __len__(self) -> int:
         n = len(self.y)
@@ -436,11 +546,49 @@ class TensorLoader:
             yield self._prepare(xb), yb
 
     def _prepare(self, xb: torch.Tensor) -> torch.Tensor:
-        if xb.dtype == torch.uint8:
-            xb = xb.float().div_(255)
+        xb = to_float(xb)
         if self.mean is not None:
-            xb = (xb - self.mean) / self.std
+            if xb.dim() == 4:
+                xb = normalize(xb, self.mean, self.std)
+            else:  # (B, C, ...) or (B,): the helper wants (B, C, H, W)
+                channels = xb.shape[1] if xb.dim() > 1 else 1
+                flat = xb.reshape(len(xb), channels, -1, 1)
+                xb = normalize(flat, self.mean, self.std).view(xb.shape)
         return self.augment(xb) if self.augment is not None else xb
+
+
+def _check_inputs(x, y, batch_size, mean, std) -> None:
+    """TensorLoader's arguments, checked where a mistake can still be named."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError(
+            f"x and y must be tensors, got {type(x).__name__} and {type(y).__name__}"
+        )
+    if x.dim() == 0 or y.dim() == 0 or len(x) != len(y):
+        raise ValueError(
+            "x and y must hold the same number of examples (their first axis): "
+            f"x has shape {tuple(x.shape)}, y {tuple(y.shape)}"
+        )
+    if (mean is None) != (std is None):
+        raise ValueError(
+            f"mean and std go together (both or neither): got mean={mean!r}, "
+            f"std={std!r}"
+        )
+    if mean is None:
+        return
+    channels = x.shape[1] if x.dim() > 1 else 1
+    for name, values in (("mean", mean), ("std", std)):
+        n = torch.as_tensor(values).numel()
+        if n not in (1, channels):
+            raise ValueError(
+                f"{name} has {n} values but x has {channels} channels (x.shape[1]); "
+                "give one value per channel, or one for all"
+            )
+    if not bool((torch.as_tensor(std, dtype=torch.float64) > 0).all()):
+        raise ValueError(f"std must be positive, got std={std!r}")
 
 
 def loader(
@@ -453,7 +601,8 @@ def loader(
     augment=None,
     drop_last: bool = False,
 ) -> TensorLoader:
-    """A `TensorLoader` over a `TensorData`, normalised with the dataset's mean and std."""
+    """A `TensorLoader` over a `TensorData`, normalised with the dataset's mean and
+    std."""
     mean, std = (data.mean, data.std) if normalize else (None, None)
     return TensorLoader(
         data.x,

@@ -29,8 +29,9 @@ def progress(
     unit: str = "step",
     disable: bool = False,
 ) -> tqdm:
-    """The book's progress bar: plain text on stdout, redrawn at most once a second, so it reads
-    well live and as a stored notebook output. Use for hand-written loops; `fit` uses it too."""
+    """The book's progress bar: plain text on stdout, redrawn at most once a second, so
+    it reads well live and as a stored notebook output. Use for hand-written loops;
+    `fit` uses it too."""
     return tqdm(
         iterable,
         total=total,
@@ -44,14 +45,35 @@ def progress(
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Fraction of correct top-1 predictions. logits: (B, K); y: (B,)."""
+    """Fraction of correct top-1 predictions. logits: (B, K); y: (B,) class indices in
+    0..K-1 (or logits (..., K) and y (...)). A y of another shape, e.g. (B, 1), or a
+    label outside 0..K-1 (e.g. -1) is an error, not a silently wrong fraction."""
+    if logits.dim() == 0 or tuple(y.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"accuracy needs logits (..., K) and class indices y of shape (...): got "
+            f"logits {tuple(logits.shape)} and y {tuple(y.shape)}"
+        )
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise TypeError(f"accuracy needs integer class indices y, got {y.dtype}")
+    k = logits.shape[-1]
+    if y.numel():
+        in_range = ((y >= 0) & (y < k)).all()
+        if y.device.type != "cuda":
+            if not in_range:
+                low, high = y.min().item(), y.max().item()
+                raise ValueError(
+                    f"accuracy: labels must lie in 0..{k - 1} for {k} logits, got "
+                    f"labels from {low} to {high}"
+                )
+        else:  # checked on the device, without a host sync per training step
+            torch._assert_async(in_range, f"accuracy: labels outside 0..{k - 1}")
     return (logits.argmax(dim=-1) == y).float().mean()
 
 
 @dataclass
 class History:
-    """What `fit` measured: one dict per epoch (train_loss, val_accuracy, lr, seconds, ...) and
-    the training loss of every step."""
+    """What `fit` measured: one dict per epoch (train_loss, val_accuracy, lr, seconds,
+    ...) and the training loss of every step."""
 
     epochs: list[dict[str, float]] = field(default_factory=list)
     steps: list[float] = field(default_factory=list)
@@ -96,7 +118,8 @@ def evaluate(
     amp: bool = True,
 ) -> dict[str, float]:
     """Mean loss and metrics of `model` over `loader`, weighted by batch size."""
-    dev = device or next(model.parameters()).device
+    _check_model(model)
+    dev = device or _model_device(model)
     metrics = {"accuracy": accuracy} if metrics is None else metrics
     was_training = model.training
     model.eval()
@@ -138,11 +161,12 @@ def fit(
 ) -> History:
     """Train `model` for `epochs` and return its `History`.
 
-    train_loader yields (x: (B, ...), y: (B, ...)); loss_fn(model(x), y) -> scalar. `scheduler`
-    steps after every optimiser step (`scheduler_per="step"`) or every epoch ("epoch").
-    Mixed precision (bf16, or fp16 with loss scaling) is used on CUDA when `amp` is true.
-    Pass a previous `history` to resume: epochs are appended to it.
+    train_loader yields (x: (B, ...), y: (B, ...)); loss_fn(model(x), y) -> scalar.
+    `scheduler` steps after every optimiser step (`scheduler_per="step"`) or every epoch
+    ("epoch"). Mixed precision (bf16, or fp16 with loss scaling) is used on CUDA when
+    `amp` is true. Pass a previous `history` to resume: epochs are appended to it.
     """
+    _check_fit_arguments(model, optimizer, epochs, scheduler_per, clip_grad_norm)
     dev = device or default_device()
     model.to(dev)
     step_model = torch.compile(model) if compile else model
@@ -182,6 +206,9 @@ def fit(
                     totals[name] += metric(out.detach().float(), yb) * len(yb)
             count += len(yb)
             bar.update(1)
+        if count == 0:
+            bar.close()
+            raise ValueError("fit: train_loader yielded no batches")
         if scheduler is not None and scheduler_per == "epoch":
             scheduler.step()
         record = {"epoch": epoch + 1}
@@ -203,6 +230,54 @@ def fit(
     return history
 
 
+def _check_model(model) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a torch.nn.Module, got {type(model).__name__}"
+            + (" (pass the module, not its parameters)" if _is_params(model) else "")
+        )
+
+
+def _is_params(obj) -> bool:
+    """A tensor, a generator (model.parameters()) or a list of tensors."""
+    if isinstance(obj, (list, tuple)):
+        return bool(obj) and all(isinstance(p, torch.Tensor) for p in obj)
+    return isinstance(obj, torch.Tensor) or hasattr(obj, "__next__")
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    tensor = next(model.parameters(), None)
+    if tensor is None:
+        tensor = next(model.buffers(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def _check_fit_arguments(model, optimizer, epochs, scheduler_per, clip_grad_norm):
+    """fit's arguments, checked before anything trains, naming the one that is wrong."""
+    _check_model(model)
+    if not all(hasattr(optimizer, a) for a in ("step", "zero_grad", "param_groups")):
+        hint = " (build one: torch.optim.SGD(model.parameters(), lr=...))"
+        raise TypeError(
+            "optimizer must be a torch.optim.Optimizer (or have step, zero_grad and "
+            f"param_groups), got {type(optimizer).__name__}"
+            + (hint if _is_params(optimizer) else "")
+        )
+    own = {id(p) for p in model.parameters()}
+    if not any(id(p) in own for g in optimizer.param_groups for p in g["params"]):
+        raise ValueError(
+            "optimizer holds none of the model's parameters: training would change "
+            "nothing (was it built for another model?)"
+        )
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+    if scheduler_per not in ("step", "epoch"):
+        raise ValueError(
+            f'scheduler_per must be "step" or "epoch", got {scheduler_per!r}'
+        )
+    if clip_grad_norm is not None and not clip_grad_norm > 0:
+        raise ValueError(f"clip_grad_norm must be positive, got {clip_grad_norm!r}")
+
+
 def _summary(record: dict[str, float]) -> str:
     keys = [k for k in record if k.startswith(("train_", "val_"))]
     return "  ".join(f"{k} {record[k]:.4f}" for k in keys)
@@ -219,7 +294,9 @@ def save_checkpoint(
     history: History | None = None,
     **extra,
 ) -> Path:
-    """Save model (and optimiser, scheduler, history, extra values) atomically to `path`."""
+    """Save model (and optimiser, scheduler, history, extra values) atomically to
+    `path`."""
+    _check_model(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"model": model.state_dict(), "extra": extra}
@@ -242,8 +319,9 @@ def load_checkpoint(
     scheduler=None,
     map_location: str | torch.device = "cpu",
 ) -> tuple[History, dict]:
-    """Restore what `save_checkpoint` saved (with `weights_only=True`: no pickled code runs).
-    Returns the saved history (empty if none) and the extra values."""
+    """Restore what `save_checkpoint` saved (with `weights_only=True`: no pickled code
+    runs). Returns the saved history (empty if none) and the extra values."""
+    _check_model(model)
     state = torch.load(path, map_location=map_location, weights_only=True)
     model.load_state_dict(state["model"])
     if optimizer is not None and "optimizer" in state:

@@ -1,17 +1,31 @@
 """Count parameters and multiply–adds (MACs) of a model from its layer shapes.
 
-A forward hook on every `nn.Conv2d` and `nn.Linear` reads the shapes of one forward pass and
-adds the layer's multiply–adds; nothing else is counted (activations, pooling, normalisation and
-bias additions are O(outputs), negligible next to the products). One FLOP convention: a
-multiply–add is 2 FLOPs, as `torch.utils.flop_counter.FlopCounterMode` counts them.
+A forward hook on every `nn.Conv2d` and `nn.Linear` reads the shapes of one forward pass
+and adds the layer's multiply–adds; nothing else is counted (activations, pooling,
+normalisation and bias additions are O(outputs), negligible next to the products).
+One FLOP convention: a multiply–add is 2 FLOPs, as
+`torch.utils.flop_counter.FlopCounterMode` counts them. Sizes and shapes are checked at
+the boundary: a non-positive size is a ValueError naming it.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+
+def _positive(**sizes) -> None:
+    """Raise ValueError naming the first size that is not a positive integer."""
+    for name, value in sizes.items():
+        try:
+            ok = not isinstance(value, bool) and operator.index(value) > 0
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def conv2d_macs(
@@ -22,20 +36,27 @@ def conv2d_macs(
     w_out: int,
     groups: int = 1,
 ) -> int:
-    """Multiply–adds of one image through a convolution: every one of the c_out·h_out·w_out
-    outputs is a dot product of length (c_in/groups)·k_h·k_w."""
-    kh, kw = (k, k) if isinstance(k, int) else k
+    """Multiply–adds of one image through a convolution: every one of the
+    c_out·h_out·w_out outputs is a dot product of length (c_in/groups)·k_h·k_w.
+    All sizes must be positive ints; groups must divide c_in and c_out."""
+    kh, kw = (k, k) if isinstance(k, int) else tuple(k)
+    _positive(c_in=c_in, c_out=c_out, k_h=kh, k_w=kw, h_out=h_out, w_out=w_out)
+    _positive(groups=groups)
+    if c_in % groups or c_out % groups:
+        raise ValueError(f"groups={groups} must divide c_in={c_in} and c_out={c_out}")
     return c_out * h_out * w_out * (c_in // groups) * kh * kw
 
 
 def linear_macs(in_features: int, out_features: int) -> int:
     """Multiply–adds of one example through a fully connected layer: in · out."""
+    _positive(in_features=in_features, out_features=out_features)
     return in_features * out_features
 
 
 @dataclass
 class LayerCount:
-    """One counted layer: its qualified name, kind, output shape of one example, MACs per example."""
+    """One counted layer: its qualified name, kind, output shape of one example, MACs
+    per example."""
 
     name: str
     kind: str
@@ -45,7 +66,8 @@ class LayerCount:
 
 @dataclass
 class FlopReport:
-    """What `count_macs` found: per-layer rows and totals, all per example (one image)."""
+    """What `count_macs` found: per-layer rows and totals, all per example (one
+    image)."""
 
     layers: list[LayerCount] = field(default_factory=list)
     params: int = 0
@@ -79,13 +101,28 @@ def _hook(report: FlopReport, name: str):
     return hook
 
 
+def _check_probe(model, input_shape) -> torch.device:
+    """The device to probe `model` on, after checking the arguments."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(input_shape, int) or not isinstance(input_shape, (tuple, list)):
+        raise ValueError(
+            f"input_shape must be the shape of one example, e.g. (C, H, W), without "
+            f"the batch axis; got {input_shape!r}"
+        )
+    _positive(**{f"input_shape[{i}]": n for i, n in enumerate(input_shape)})
+    tensor = next(model.parameters(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def count_macs(
     model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)
 ) -> FlopReport:
-    """Run one example of `input_shape` (C, H, W) through `model` with forward hooks on every
-    Conv2d and Linear, and return the per-layer multiply–adds and the parameter count.
-    A layer called twice is counted twice, as it costs twice."""
+    """Run one example of `input_shape` (C, H, W) through `model` with forward hooks on
+    every Conv2d and Linear, and return the per-layer multiply–adds and the parameter
+    count. A layer called twice is counted twice, as it costs twice."""
+    device = _check_probe(model, input_shape)
     report = FlopReport(params=sum(p.numel() for p in model.parameters()))
     handles = [
         m.register_forward_hook(_hook(report, name))
@@ -95,7 +132,6 @@ def count_macs(
     was_training = model.training
     model.eval()  # BatchNorm must not update its running statistics on the probe
     try:
-        device = next(model.parameters()).device
         model(torch.zeros(1, *input_shape, device=device))
     finally:
         for handle in handles:
@@ -106,15 +142,15 @@ def count_macs(
 
 @torch.no_grad()
 def torch_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> int:
-    """PyTorch's own count (`FlopCounterMode`, 2 FLOPs per multiply–add) for one example,
-    to check `count_macs` against an independent implementation."""
+    """PyTorch's own count (`FlopCounterMode`, 2 FLOPs per multiply–add) for one
+    example, to check `count_macs` against an independent implementation."""
+    device = _check_probe(model, input_shape)
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
     model.eval()
     counter = FlopCounterMode(display=False)
     try:
-        device = next(model.parameters()).device
         with counter:
             model(torch.zeros(1, *input_shape, device=device))
     finally:
