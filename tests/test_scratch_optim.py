@@ -1,4 +1,5 @@
-"""dlcore.scratch.optim against torch.optim: parameters equal after every step (float64)."""
+"""dlcore.scratch.optim against torch.optim: parameters equal after every step, in
+float64. Extreme settings and bad arguments: test_scratch_optim_edges.py."""
 
 import math
 
@@ -7,7 +8,8 @@ import torch
 
 from dlcore.scratch import optim as so
 
-# (name, our optimiser, torch's, hyper-parameters): defaults, non-default and weight-decay variants
+# (name, our optimiser, torch's, hyper-parameters): defaults, non-default and
+# weight-decay variants
 CASES = [
     ("sgd", so.SGD, torch.optim.SGD, dict(lr=0.1)),
     ("sgd-wd", so.SGD, torch.optim.SGD, dict(lr=0.1, weight_decay=0.1)),
@@ -139,7 +141,8 @@ def test_lion_matches_the_paper(wd):
 
 def test_lion_by_hand():
     """Two steps on a scalar: θ=1, g=(2, -1), η=0.1, β=(0.9, 0.99).
-    Step 1: c = 0.1·2 > 0 → θ = 0.9; m = 0.02. Step 2: c = 0.9·0.02 + 0.1·(-1) = -0.082 < 0 → θ = 1.0."""
+    Step 1: c = 0.1·2 > 0 → θ = 0.9; m = 0.02.
+    Step 2: c = 0.9·0.02 + 0.1·(-1) = -0.082 < 0 → θ = 1.0."""
     p = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
     opt = so.Lion([p], lr=0.1)
     for g, expected in [(2.0, 0.9), (-1.0, 1.0)]:
@@ -152,7 +155,8 @@ def test_lion_by_hand():
 
 
 def test_trains_through_dlcore_fit():
-    """Our optimisers plug into dlcore.fit (zero_grad, step, param_groups) and reduce the loss."""
+    """Our optimisers plug into dlcore.fit (zero_grad, step, param_groups) and reduce
+    the loss."""
     import dlcore
 
     torch.manual_seed(0)

@@ -1,15 +1,19 @@
 """Optimisers and learning-rate schedules from scratch (Part I, chapter 4).
 
-Every optimiser has the torch-like API that `dlcore.fit` and `torch.amp.GradScaler` use:
-`param_groups` (a list of dicts with "params" and the hyper-parameters, "lr" among them),
-`state` (per-parameter buffers), `zero_grad()` and `step()`. A subclass only writes `update`,
-the rule for one parameter tensor `p` with gradient `g` (any shape, the same shape as `p`).
-The equations in the docstrings use t = 1, 2, ... for the step, η for the learning rate and
-λ for the weight decay; they follow `torch.optim` exactly (checked step by step in the tests),
-except `Lion`, which torch does not ship and which is checked against the paper's Algorithm 2.
+Every optimiser has the torch-like API that `dlcore.fit` and `torch.amp.GradScaler`
+use: `param_groups` (a list of dicts with "params" and the hyper-parameters, "lr"
+among them), `state` (per-parameter buffers), `zero_grad()` and `step()`. A subclass
+only writes `update`, the rule for one parameter tensor `p` with gradient `g` (any
+shape, the same shape as `p`). The equations in the docstrings use t = 1, 2, ... for
+the step, η for the learning rate and λ for the weight decay; they follow `torch.optim`
+exactly (checked step by step in the tests), except `Lion`, which torch does not ship
+and which is checked against the paper's Algorithm 2. Arguments are checked where they
+enter (a negative learning rate, betas outside [0, 1), eps <= 0, a single tensor in
+place of a list of parameters, ...), and each error names the argument.
 
-The schedules are plain functions `lr(t)` of the number t = 0, 1, ... of optimiser steps taken,
-with the values `torch.optim.lr_scheduler` gives after t calls of `scheduler.step()`.
+The schedules are plain functions `lr(t)` of the number t = 0, 1, ... of optimiser
+steps taken, with the values `torch.optim.lr_scheduler` gives after t calls of
+`scheduler.step()`.
 """
 
 from __future__ import annotations
@@ -47,13 +51,88 @@ __all__ = [
 ]
 
 
+def _number(name: str, value: Any) -> float:
+    """`value` as a finite float, or a TypeError/ValueError that names the argument."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return x
+
+
+def _at_least(name: str, value: Any, low: float = 0.0) -> None:
+    """Check `value >= low` (learning rates, weight decay, ...)."""
+    if _number(name, value) < low:
+        raise ValueError(f"{name} must be >= {low:g}, got {value!r}")
+
+
+def _positive(name: str, value: Any) -> None:
+    """Check `value > 0` (eps, div factors)."""
+    if _number(name, value) <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def _fraction(name: str, value: Any, *, one: bool = False) -> None:
+    """Check 0 <= value < 1 (momentum, betas), or 0 <= value <= 1 with `one`."""
+    x = _number(name, value)
+    if not (0.0 <= x <= 1.0 if one else 0.0 <= x < 1.0):
+        bounds = "[0, 1]" if one else "[0, 1)"
+        raise ValueError(f"{name} must be in {bounds}, got {value!r}")
+
+
+def _betas(betas: Any) -> None:
+    """Check a pair (β1, β2), each in [0, 1)."""
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"betas must be a pair (beta1, beta2), got {betas!r}"
+        ) from None
+    _fraction("betas[0]", beta1)
+    _fraction("betas[1]", beta2)
+
+
+def _parameter_list(params: Any) -> list[Tensor]:
+    """The parameters as a list of distinct leaf tensors, or an error naming `params`.
+
+    A single tensor is refused (iterating over it would give its rows, which never get a
+    gradient, so the optimiser would silently do nothing), as in torch.optim."""
+    if isinstance(params, Tensor):
+        raise TypeError(
+            "params must be an iterable of tensors, e.g. model.parameters() or [p], "
+            f"got a single Tensor of shape {tuple(params.shape)}"
+        )
+    try:
+        params = list(params)
+    except TypeError:
+        raise TypeError(
+            f"params must be an iterable of tensors, got {type(params).__name__}"
+        ) from None
+    if not params:
+        raise ValueError("params: the optimiser got an empty parameter list")
+    for i, p in enumerate(params):
+        if not isinstance(p, Tensor):
+            raise TypeError(f"params[{i}] must be a Tensor, got {type(p).__name__}")
+        if not p.is_leaf:
+            raise ValueError(
+                f"params[{i}] is not a leaf tensor: it cannot be optimised"
+            )
+    if len({id(p) for p in params}) != len(params):
+        raise ValueError("params contains the same tensor more than once")
+    return params
+
+
 class Optimizer:
-    """Base class: one parameter group, lazily created per-parameter state, torch-like API."""
+    """Base class: one parameter group, per-parameter state created lazily, torch's API.
+
+    `params` must be an iterable of distinct leaf tensors (not a single tensor, not
+    empty); the subclasses check their hyper-parameters, and every error names the
+    argument at fault."""
 
     def __init__(self, params: Iterable[Tensor], **defaults: Any) -> None:
-        params = list(params)
-        if not params:
-            raise ValueError("the optimiser got an empty parameter list")
+        params = _parameter_list(params)
         self.defaults = defaults
         self.param_groups: list[dict[str, Any]] = [{"params": params, **defaults}]
         self.state: dict[Tensor, dict[str, Any]] = {}  # tensors hash by identity
@@ -85,7 +164,8 @@ class Optimizer:
     def update(
         self, p: Tensor, g: Tensor, state: dict[str, Any], group: dict[str, Any]
     ) -> None:
-        """Update `p` in place from its gradient `g`; `state["step"]` is t (already incremented)."""
+        """Update `p` in place from its gradient `g`; `state["step"]` is t (already
+        incremented)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -96,18 +176,21 @@ class Optimizer:
 def _buffer(
     state: dict[str, Any], name: str, like: Tensor, value: float = 0.0
 ) -> Tensor:
-    """The state tensor `name`, created full of `value` (shape and dtype of `like`) on first use."""
+    """The state tensor `name`, created full of `value` (shape and dtype of `like`) on
+    first use."""
     if name not in state:
         state[name] = torch.full_like(like, value, memory_format=torch.preserve_format)
     return state[name]
 
 
 class SGD(Optimizer):
-    r"""Stochastic gradient descent, with heavy-ball or Nesterov momentum (PyTorch's form).
+    r"""Stochastic gradient descent with heavy-ball or Nesterov momentum (torch's form).
 
     $g_t \leftarrow g_t + \lambda\theta_{t-1}$ (L2 weight decay);
-    momentum $\mu>0$: $b_1 = g_1$, $b_t = \mu b_{t-1} + (1-\tau) g_t$ ($\tau$ = dampening);
-    direction $d_t = b_t$ (heavy ball) or $d_t = g_t + \mu b_t$ (Nesterov), else $d_t = g_t$;
+    momentum $\mu>0$: $b_1 = g_1$, $b_t = \mu b_{t-1} + (1-\tau) g_t$
+    ($\tau$ = dampening);
+    direction $d_t = b_t$ (heavy ball) or $d_t = g_t + \mu b_t$ (Nesterov), else
+    $d_t = g_t$;
     $\theta_t = \theta_{t-1} - \eta\, d_t$.
     """
 
@@ -120,6 +203,10 @@ class SGD(Optimizer):
         nesterov: bool = False,
         weight_decay: float = 0.0,
     ) -> None:
+        _at_least("lr", lr)
+        _fraction("momentum", momentum)
+        _fraction("dampening", dampening, one=True)
+        _at_least("weight_decay", weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum needs momentum > 0 and dampening = 0")
         super().__init__(
@@ -146,9 +233,11 @@ class SGD(Optimizer):
 
 
 class AdaGrad(Optimizer):
-    r"""AdaGrad (Duchi et al., 2011): a per-coordinate step shrinking with the summed squares.
+    r"""AdaGrad (Duchi et al., 2011): a per-coordinate step that shrinks with the sum
+    of the squared gradients.
 
-    $\eta_t = \eta / (1 + (t-1)\,\delta)$ ($\delta$ = lr_decay); $g_t \leftarrow g_t + \lambda\theta_{t-1}$;
+    $\eta_t = \eta / (1 + (t-1)\,\delta)$ ($\delta$ = lr_decay);
+    $g_t \leftarrow g_t + \lambda\theta_{t-1}$;
     $s_t = s_{t-1} + g_t^2$ ($s_0$ = initial_accumulator_value);
     $\theta_t = \theta_{t-1} - \eta_t\, g_t / (\sqrt{s_t} + \epsilon)$.
     """
@@ -162,6 +251,11 @@ class AdaGrad(Optimizer):
         initial_accumulator_value: float = 0.0,
         eps: float = 1e-10,
     ) -> None:
+        _at_least("lr", lr)
+        _at_least("lr_decay", lr_decay)
+        _at_least("weight_decay", weight_decay)
+        _at_least("initial_accumulator_value", initial_accumulator_value)
+        _positive("eps", eps)
         super().__init__(
             params,
             lr=lr,
@@ -183,10 +277,13 @@ class AdaGrad(Optimizer):
 class RMSProp(Optimizer):
     r"""RMSProp (Tieleman & Hinton, 2012): divide by a running RMS of recent gradients.
 
-    $g_t \leftarrow g_t + \lambda\theta_{t-1}$; $v_t = \alpha v_{t-1} + (1-\alpha) g_t^2$;
+    $g_t \leftarrow g_t + \lambda\theta_{t-1}$;
+    $v_t = \alpha v_{t-1} + (1-\alpha) g_t^2$;
     denominator $r_t = \sqrt{v_t} + \epsilon$, or when centered
-    $r_t = \sqrt{v_t - \bar g_t^2} + \epsilon$ with $\bar g_t = \alpha\bar g_{t-1} + (1-\alpha) g_t$;
-    momentum $\mu>0$: $b_t = \mu b_{t-1} + g_t / r_t$, $\theta_t = \theta_{t-1} - \eta b_t$;
+    $r_t = \sqrt{v_t - \bar g_t^2} + \epsilon$ with
+    $\bar g_t = \alpha\bar g_{t-1} + (1-\alpha) g_t$;
+    momentum $\mu>0$: $b_t = \mu b_{t-1} + g_t / r_t$,
+    $\theta_t = \theta_{t-1} - \eta b_t$;
     else $\theta_t = \theta_{t-1} - \eta\, g_t / r_t$.
     """
 
@@ -200,6 +297,11 @@ class RMSProp(Optimizer):
         momentum: float = 0.0,
         centered: bool = False,
     ) -> None:
+        _at_least("lr", lr)
+        _fraction("alpha", alpha, one=True)
+        _positive("eps", eps)
+        _at_least("weight_decay", weight_decay)
+        _fraction("momentum", momentum)
         super().__init__(
             params,
             lr=lr,
@@ -219,9 +321,9 @@ class RMSProp(Optimizer):
         if group["centered"]:
             g_avg = _buffer(state, "grad_avg", p)
             g_avg.lerp_(g, 1 - alpha)
-            r = (
-                (v - g_avg * g_avg).sqrt_().add_(group["eps"])
-            )  # RMS of g around its mean
+            # RMS of g around its mean, √(v - ḡ²); addcmul is fused (as in torch), so a
+            # huge g whose square overflows gives inf, not inf - inf = nan
+            r = v.addcmul(g_avg, g_avg, value=-1).sqrt_().add_(group["eps"])
         else:
             r = v.sqrt().add_(group["eps"])
         if group["momentum"] > 0:
@@ -233,11 +335,12 @@ class RMSProp(Optimizer):
 
 
 class Adadelta(Optimizer):
-    r"""Adadelta (Zeiler, 2012): a step with the units of θ, from two running RMS values.
+    r"""Adadelta (Zeiler, 2012): a step in the units of θ, from two running RMS values.
 
     $g_t \leftarrow g_t + \lambda\theta_{t-1}$; $v_t = \rho v_{t-1} + (1-\rho) g_t^2$;
     $\Delta_t = \frac{\sqrt{u_{t-1}+\epsilon}}{\sqrt{v_t+\epsilon}}\, g_t$;
-    $u_t = \rho u_{t-1} + (1-\rho)\Delta_t^2$; $\theta_t = \theta_{t-1} - \eta\,\Delta_t$.
+    $u_t = \rho u_{t-1} + (1-\rho)\Delta_t^2$;
+    $\theta_t = \theta_{t-1} - \eta\,\Delta_t$.
     """
 
     def __init__(
@@ -248,6 +351,10 @@ class Adadelta(Optimizer):
         eps: float = 1e-6,
         weight_decay: float = 0.0,
     ) -> None:
+        _at_least("lr", lr)
+        _fraction("rho", rho, one=True)
+        _positive("eps", eps)
+        _at_least("weight_decay", weight_decay)
         super().__init__(params, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay)
 
     def update(self, p, g, state, group):
@@ -261,12 +368,22 @@ class Adadelta(Optimizer):
         p.add_(delta, alpha=-group["lr"])
 
 
+def _adam_checks(lr: Any, betas: Any, eps: Any, weight_decay: Any) -> None:
+    _at_least("lr", lr)
+    _betas(betas)
+    _positive("eps", eps)
+    _at_least("weight_decay", weight_decay)
+
+
 class Adam(Optimizer):
     r"""Adam (Kingma & Ba, 2015): momentum divided by an RMS, both bias-corrected.
 
-    $g_t \leftarrow g_t + \lambda\theta_{t-1}$ (L2, coupled); $m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t$;
-    $v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2$; $\hat m_t = m_t/(1-\beta_1^t)$, $\hat v_t = v_t/(1-\beta_2^t)$
-    (AMSGrad: $\hat v_t$ from $\max_{s\le t} v_s$); $\theta_t = \theta_{t-1} - \eta\,\hat m_t/(\sqrt{\hat v_t}+\epsilon)$.
+    $g_t \leftarrow g_t + \lambda\theta_{t-1}$ (L2, coupled);
+    $m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t$;
+    $v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2$;
+    $\hat m_t = m_t/(1-\beta_1^t)$, $\hat v_t = v_t/(1-\beta_2^t)$
+    (AMSGrad: $\hat v_t$ from $\max_{s\le t} v_s$);
+    $\theta_t = \theta_{t-1} - \eta\,\hat m_t/(\sqrt{\hat v_t}+\epsilon)$.
     """
 
     decoupled = False  # AdamW sets this: weight decay acts on θ directly, not through g
@@ -280,6 +397,7 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         amsgrad: bool = False,
     ) -> None:
+        _adam_checks(lr, betas, eps, weight_decay)
         super().__init__(
             params,
             lr=lr,
@@ -311,7 +429,8 @@ class Adam(Optimizer):
 class AdamW(Adam):
     r"""AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay.
 
-    $\theta_{t-1} \leftarrow (1 - \eta\lambda)\,\theta_{t-1}$, then the Adam step with the raw $g_t$.
+    $\theta_{t-1} \leftarrow (1 - \eta\lambda)\,\theta_{t-1}$, then the Adam step with
+    the raw $g_t$.
     """
 
     decoupled = True
@@ -325,6 +444,7 @@ class AdamW(Adam):
         weight_decay: float = 1e-2,
         amsgrad: bool = False,
     ) -> None:
+        _adam_checks(lr, betas, eps, weight_decay)
         super().__init__(
             params,
             lr=lr,
@@ -338,8 +458,10 @@ class AdamW(Adam):
 class NAdam(Optimizer):
     r"""NAdam (Dozat, 2016): Adam with a Nesterov look-ahead on the momentum.
 
-    Momentum schedule $\mu_t = \beta_1(1 - \tfrac12\, 0.96^{t\psi})$ ($\psi$ = momentum_decay),
-    $\Pi_t = \prod_{s\le t}\mu_s$; $m_t, v_t$ as in Adam, $\hat v_t = v_t/(1-\beta_2^t)$;
+    Momentum schedule $\mu_t = \beta_1(1 - \tfrac12\, 0.96^{t\psi})$
+    ($\psi$ = momentum_decay),
+    $\Pi_t = \prod_{s\le t}\mu_s$; $m_t, v_t$ as in Adam,
+    $\hat v_t = v_t/(1-\beta_2^t)$;
     $\theta_t = \theta_{t-1} - \eta\left[\frac{(1-\mu_t)\, g_t}{1-\Pi_t}
     + \frac{\mu_{t+1}\, m_t}{1-\Pi_t\mu_{t+1}}\right] / (\sqrt{\hat v_t}+\epsilon)$.
     """
@@ -354,6 +476,8 @@ class NAdam(Optimizer):
         momentum_decay: float = 4e-3,
         decoupled_weight_decay: bool = False,
     ) -> None:
+        _adam_checks(lr, betas, eps, weight_decay)
+        _at_least("momentum_decay", momentum_decay)
         super().__init__(
             params,
             lr=lr,
@@ -389,13 +513,18 @@ class NAdam(Optimizer):
 
 
 class RAdam(Optimizer):
-    r"""RAdam (Liu et al., 2020): Adam whose adaptive step is switched on only once the variance
-    of $\hat v_t$ is tractable, and then rectified.
+    r"""RAdam (Liu et al., 2020): Adam whose adaptive step is switched on only once the
+    variance of $\hat v_t$ is tractable, and then rectified.
 
-    $\rho_\infty = 2/(1-\beta_2) - 1$, $\rho_t = \rho_\infty - 2t\beta_2^t/(1-\beta_2^t)$;
-    if $\rho_t > 5$: $r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}$,
-    $\theta_t = \theta_{t-1} - \eta\, r_t\, \hat m_t \sqrt{1-\beta_2^t}/(\sqrt{v_t}+\epsilon)$;
-    else (the first few steps) $\theta_t = \theta_{t-1} - \eta\,\hat m_t$ (SGD with momentum).
+    $\rho_\infty = 2/(1-\beta_2) - 1$,
+    $\rho_t = \rho_\infty - 2t\beta_2^t/(1-\beta_2^t)$;
+    if $\rho_t > 5$:
+    $r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}
+    {(\rho_\infty-4)(\rho_\infty-2)\rho_t}}$,
+    $\theta_t = \theta_{t-1}
+    - \eta\, r_t\, \hat m_t \sqrt{1-\beta_2^t}/(\sqrt{v_t}+\epsilon)$;
+    else (the first few steps) $\theta_t = \theta_{t-1} - \eta\,\hat m_t$
+    (SGD with momentum).
     """
 
     def __init__(
@@ -407,6 +536,7 @@ class RAdam(Optimizer):
         weight_decay: float = 0.0,
         decoupled_weight_decay: bool = False,
     ) -> None:
+        _adam_checks(lr, betas, eps, weight_decay)
         super().__init__(
             params,
             lr=lr,
@@ -448,7 +578,8 @@ class Lion(Optimizer):
 
     $c_t = \beta_1 m_{t-1} + (1-\beta_1) g_t$;
     $\theta_t = \theta_{t-1} - \eta\,(\mathrm{sign}(c_t) + \lambda\theta_{t-1})$;
-    $m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t$. Every coordinate moves by exactly η (plus decay).
+    $m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t$. Every coordinate moves by exactly η
+    (plus decay).
     Not in `torch.optim`: checked against the paper's pseudo-code and by hand.
     """
 
@@ -459,6 +590,9 @@ class Lion(Optimizer):
         betas: tuple[float, float] = (0.9, 0.99),
         weight_decay: float = 0.0,
     ) -> None:
+        _at_least("lr", lr)
+        _betas(betas)
+        _at_least("weight_decay", weight_decay)
         super().__init__(params, lr=lr, betas=betas, weight_decay=weight_decay)
 
     def update(self, p, g, state, group):
@@ -470,11 +604,24 @@ class Lion(Optimizer):
         m.lerp_(g, 1 - beta2)
 
 
-# ---------------------------------------------------------------- learning-rate schedules
+# ------------------------------------------------------------ learning-rate schedules
+
+
+def _step_count(name: str, value: Any, low: int) -> None:
+    """Check an integer count `value >= low` (step sizes, totals)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
 
 
 def step_lr(t: int, base_lr: float, step_size: int, gamma: float = 0.1) -> float:
-    r"""$\eta_t = \eta_0\,\gamma^{\lfloor t/s\rfloor}$: multiply by γ every `step_size` steps."""
+    r"""$\eta_t = \eta_0\,\gamma^{\lfloor t/s\rfloor}$: multiply by γ every `step_size`
+    steps."""
+    _at_least("t", t)
+    _at_least("base_lr", base_lr)
+    _step_count("step_size", step_size, 1)
+    _at_least("gamma", gamma)
     return base_lr * gamma ** (t // step_size)
 
 
@@ -482,16 +629,27 @@ def multistep_lr(
     t: int, base_lr: float, milestones: list[int], gamma: float = 0.1
 ) -> float:
     r"""$\eta_t = \eta_0\,\gamma^{k}$, k = the number of milestones ≤ t."""
+    _at_least("t", t)
+    _at_least("base_lr", base_lr)
+    _at_least("gamma", gamma)
     return base_lr * gamma ** bisect.bisect_right(sorted(milestones), t)
 
 
 def exponential_lr(t: int, base_lr: float, gamma: float) -> float:
     r"""$\eta_t = \eta_0\,\gamma^t$."""
+    _at_least("t", t)
+    _at_least("base_lr", base_lr)
+    _at_least("gamma", gamma)
     return base_lr * gamma**t
 
 
 def cosine_lr(t: int, base_lr: float, total: int, min_lr: float = 0.0) -> float:
-    r"""$\eta_t = \eta_{min} + \tfrac12(\eta_0-\eta_{min})(1+\cos(\pi t/T))$ for 0 ≤ t ≤ T."""
+    r"""$\eta_t = \eta_{min} + \tfrac12(\eta_0-\eta_{min})(1+\cos(\pi t/T))$ for
+    0 ≤ t ≤ T (T = `total` ≥ 1)."""
+    _at_least("t", t)
+    _at_least("base_lr", base_lr)
+    _step_count("total", total, 1)
+    _at_least("min_lr", min_lr)
     return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * t / total))
 
 
@@ -508,15 +666,26 @@ def one_cycle_lr(
     div_factor: float = 25.0,
     final_div_factor: float = 1e4,
 ) -> float:
-    r"""One-cycle (Smith & Topin, 2019), PyTorch's two-phase cosine form: from $\eta_{max}/d$ up to
-    $\eta_{max}$ at step $pT-1$, then down to $\eta_{max}/(d\,f)$ at step $T-1$."""
+    r"""One-cycle (Smith & Topin, 2019), PyTorch's two-phase cosine form: from
+    $\eta_{max}/d$ up to $\eta_{max}$ at step $pT-1$, then down to
+    $\eta_{max}/(d\,f)$ at step $T-1$ (T = `total` ≥ 1; t = T, after the last step, is
+    allowed, as in torch).
+    Where torch divides by zero (a phase of length 0) the phase's end value is used."""
+    _at_least("t", t)
+    _at_least("max_lr", max_lr)
+    _step_count("total", total, 1)
+    _fraction("pct_start", pct_start, one=True)
+    _positive("div_factor", div_factor)
+    _positive("final_div_factor", final_div_factor)
+    if t > total:
+        raise ValueError(f"t must be <= total = {total}, got {t!r}")
     start = max_lr / div_factor
     peak_step = pct_start * total - 1
     if t <= peak_step:
-        return _cos_interp(start, max_lr, t / peak_step)
-    return _cos_interp(
-        max_lr, start / final_div_factor, (t - peak_step) / (total - 1 - peak_step)
-    )
+        return _cos_interp(start, max_lr, t / peak_step if peak_step > 0 else 1.0)
+    span = total - 1 - peak_step
+    frac = (t - peak_step) / span if span > 0 else 1.0
+    return _cos_interp(max_lr, start / final_div_factor, frac)
 
 
 def warmup_cosine_lr(
@@ -527,16 +696,26 @@ def warmup_cosine_lr(
     start_factor: float = 0.01,
     min_lr: float = 0.0,
 ) -> float:
-    r"""Linear warm-up (Goyal et al., 2017) from $\eta_0 s$ to $\eta_0$ over `warmup` steps,
-    then a cosine to `min_lr` at step `total`."""
+    r"""Linear warm-up (Goyal et al., 2017) from $\eta_0 s$ to $\eta_0$ over `warmup`
+    steps (0 ≤ warmup < total), then a cosine to `min_lr` at step `total`."""
+    _at_least("t", t)
+    _at_least("base_lr", base_lr)
+    _step_count("total", total, 1)
+    _step_count("warmup", warmup, 0)
+    if warmup >= total:
+        raise ValueError(f"warmup must be < total = {total}, got {warmup!r}")
+    _fraction("start_factor", start_factor, one=True)
+    _at_least("min_lr", min_lr)
     if t < warmup:
         return base_lr * (start_factor + (1 - start_factor) * t / warmup)
     return cosine_lr(t - warmup, base_lr, total - warmup, min_lr)
 
 
 class Schedule:
-    """Drive any optimiser's learning rate with a function `lr(t)`; `step()` after each update,
-    like `torch.optim.lr_scheduler` (so `dlcore.fit(..., scheduler=Schedule(opt, fn))` works)."""
+    """Drive any optimiser's learning rate with a function `lr(t)`; call `step()` after
+    each update, like `torch.optim.lr_scheduler` (so
+    `dlcore.fit(..., scheduler=Schedule(opt, fn))` works). A negative or non-finite
+    `lr(t)` is an error."""
 
     def __init__(self, optimizer: Any, lr_at: Callable[[int], float]) -> None:
         self.optimizer, self.lr_at, self.t = optimizer, lr_at, 0
@@ -547,14 +726,16 @@ class Schedule:
         self._apply()
 
     def _apply(self) -> None:
+        lr = self.lr_at(self.t)
+        _at_least(f"the learning rate lr_at({self.t})", lr)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.t)
+            group["lr"] = lr
 
     def get_last_lr(self) -> list[float]:
         return [group["lr"] for group in self.optimizer.param_groups]
 
 
-# ---------------------------------------------------------------- helpers for the chapter
+# ------------------------------------------------------------ helpers for the chapter
 
 
 def trajectory(
@@ -591,8 +772,9 @@ def trajectory(
 
 @contextlib.contextmanager
 def float64_default() -> Iterator[None]:
-    """Make float64 the default dtype inside the block. torch.optim keeps scalar state (the step
-    count, NAdam's momentum product) as tensors of the default dtype; float32 there would round."""
+    """Make float64 the default dtype inside the block. torch.optim keeps scalar state
+    (the step count, NAdam's momentum product) as tensors of the default dtype; float32
+    there would round."""
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
@@ -608,10 +790,12 @@ def compare_with_torch(
     seed: int = 0,
     shapes: tuple[tuple[int, ...], ...] = ((4, 3), (3,), (2, 2, 2)),
 ) -> list[float]:
-    """Run two optimisers from the same float64 initial parameters on the same random gradients.
+    """Run two optimisers from the same float64 initial parameters on the same random
+    gradients.
 
-    `ours`/`theirs` build an optimiser from a parameter list. Returns, for every step, the largest
-    absolute difference between the two sets of parameters (0.0 means bit-for-bit equal).
+    `ours`/`theirs` build an optimiser from a parameter list. Returns, for every step,
+    the largest absolute difference between the two sets of parameters (0.0 means
+    bit-for-bit equal).
     """
     gen = torch.Generator().manual_seed(seed)
     init = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
@@ -622,7 +806,7 @@ def compare_with_torch(
         gaps = []
         for _ in range(steps):
             for pa, pb in zip(a, b):
-                # gradients that depend on θ (so state and parameters interact) plus noise
+                # θ-dependent gradients (so state and parameters interact) plus noise
                 noise = torch.randn(pa.shape, generator=gen, dtype=torch.float64)
                 pa.grad = pa.detach() ** 3 - pa.detach() + noise
                 pb.grad = pb.detach() ** 3 - pb.detach() + noise
