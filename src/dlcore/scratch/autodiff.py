@@ -1,10 +1,16 @@
 """A small reverse-mode automatic-differentiation engine on NumPy arrays (chapter 1.1).
 
-`Tensor` holds an ndarray, its gradient `.grad` and the edges to its parents; each edge carries
-the parent's vector–Jacobian product (VJP): a function from the output's gradient to the
-parent's. `backward()` visits the graph in reverse topological order and sums what flows in.
-NumPy broadcasting is undone by `unbroadcast`. Helpers below the engine: a central-difference
-gradient, random test expressions, and a matplotlib drawing of a graph.
+`Tensor` holds an ndarray, its gradient `.grad` and the edges to its parents; each
+edge carries the parent's vector–Jacobian product (VJP): a function from the output's
+gradient to the parent's. `backward()` visits the graph in reverse topological order
+and sums what flows in. NumPy broadcasting is undone by `unbroadcast`. Helpers below the
+engine: a central-difference gradient, random test expressions, and a matplotlib
+drawing of a graph.
+
+Edge cases follow `torch.autograd` in float64: `sigmoid` keeps its tails (no exact 0
+where torch has 4e-18), `x ** 0` has gradient 0 also at x = 0, `abs` and `relu` have
+gradient 0 at exactly 0, and a float32 input stays float32. Bad arguments raise errors
+that name them.
 """
 
 from __future__ import annotations
@@ -14,29 +20,35 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 Array = np.ndarray
-VJP = Callable[
-    [Array], Array
-]  # output gradient (shape of the output) -> parent gradient
+VJP = Callable[[Array], Array]  # output gradient (output's shape) -> parent gradient
 Axis = int | tuple[int, ...] | None
 
 
 def unbroadcast(grad: Array, shape: tuple[int, ...]) -> Array:
-    """Sum `grad` back to `shape`, undoing NumPy broadcasting. grad: (*lead, *s) -> shape.
+    """Sum `grad` back to `shape`, undoing NumPy broadcasting: (*lead, *s) -> shape.
 
-    A broadcast input was *copied* along the new or size-1 axes, so its gradient is the *sum*
-    of the gradients of the copies."""
+    A broadcast input was *copied* along the new or size-1 axes, so its gradient is the
+    *sum* of the gradients of the copies."""
+    grad, shape = np.asarray(grad), tuple(shape)
     while grad.ndim > len(shape):  # axes broadcasting added in front
         grad = grad.sum(axis=0)
     for axis, size in enumerate(shape):  # axes stretched from size 1
         if size == 1 and grad.shape[axis] != 1:
             grad = grad.sum(axis=axis, keepdims=True)
+    if grad.shape != shape:
+        raise ValueError(
+            f"unbroadcast: grad of shape {grad.shape} does not broadcast from shape "
+            f"{shape} (an axis differs and is not 1)"
+        )
     return grad
 
 
 class Tensor:
-    """An ndarray in a computation graph. data: any shape; grad: same shape, after `backward`.
+    """An ndarray in a computation graph. data: any shape; grad: same shape, after
+    `backward`. Integer or bool data becomes float64; float data keeps its dtype.
 
-    Gradients are overwritten (not accumulated) by each `backward()` call, so no `zero_grad`."""
+    Gradients are overwritten (not accumulated) by each `backward()` call, so there is
+    no `zero_grad`."""
 
     def __init__(
         self,
@@ -47,7 +59,15 @@ class Tensor:
         name: str = "",
         edges: Sequence[tuple[Tensor, VJP]] = (),
     ):
+        if isinstance(data, Tensor):
+            raise TypeError(
+                "Tensor(data=...): data is already a Tensor; pass its .data"
+            )
         data = np.asarray(data)
+        if not (np.issubdtype(data.dtype, np.floating) or data.dtype.kind in "biu"):
+            raise TypeError(
+                f"Tensor(data=...): data must be real numbers, got dtype {data.dtype}"
+            )
         self.data: Array = (
             data if np.issubdtype(data.dtype, np.floating) else data.astype(np.float64)
         )
@@ -58,6 +78,7 @@ class Tensor:
         self.grad: Array | None = None
         self.op, self.name = op, name
 
+    __array_ufunc__ = None  # `array * tensor` calls Tensor.__rmul__, not NumPy's loop
     shape = property(lambda self: self.data.shape)
     ndim = property(lambda self: self.data.ndim)
     T = property(lambda self: self.transpose())
@@ -73,7 +94,7 @@ class Tensor:
             else Tensor(np.asarray(other, self.data.dtype))
         )
 
-    # ---- element-wise arithmetic; broadcasting is handled in backward() -------------------
+    # ---- element-wise arithmetic; broadcasting is handled in backward() --------------
     def __add__(self, other) -> Tensor:
         b = self._lift(other)
         return Tensor(
@@ -109,31 +130,51 @@ class Tensor:
         return Tensor(-self.data, op="neg", edges=[(self, lambda g: -g)])
 
     def __pow__(self, p: float) -> Tensor:
-        """x**p for a constant exponent p: d/dx = p x^(p-1)."""
-        return Tensor(
-            self.data**p,
-            op=f"pow {p:g}",
-            edges=[(self, lambda g: g * p * self.data ** (p - 1))],
-        )
+        """x**p for a constant exponent p: d/dx = p x^(p-1), and exactly 0 for p = 0
+        (as torch: 0 * 0^(-1) would be nan at x = 0)."""
+        if isinstance(p, bool) or not isinstance(
+            p, (int, float, np.integer, np.floating)
+        ):
+            raise TypeError(
+                "x ** p: the exponent p must be a constant number, got "
+                f"{type(p).__name__}"
+            )
+        p = float(p)  # a Python float keeps x's dtype (a NumPy float64 would promote)
+
+        def vjp(g: Array) -> Array:
+            if p == 0:
+                return np.zeros_like(g)
+            return g * p * self.data ** (p - 1)
+
+        return Tensor(self.data**p, op=f"pow {p:g}", edges=[(self, vjp)])
 
     __radd__ = __add__
     __rmul__ = __mul__
-    __rsub__ = lambda self, other: self._lift(other) - self  # noqa: E731  (other - self)
-    __rtruediv__ = lambda self, other: self._lift(other) / self  # noqa: E731
+    __rsub__ = lambda self, other: self._lift(other) - self  # other - self
+    __rtruediv__ = lambda self, other: self._lift(other) / self
 
     def __matmul__(self, other: Tensor) -> Tensor:
-        """(*, n, k) @ (*, k, m) -> (*, n, m), batch axes broadcast; both operands ndim >= 2.
-        C = AB gives dA = dC B^T and dB = A^T dC."""
+        """(*, n, k) @ (*, k, m) -> (*, n, m), batch axes broadcast; both operands have
+        ndim >= 2. C = AB gives dA = dC B^T and dB = A^T dC."""
         b = self._lift(other)
-        assert self.ndim >= 2 and b.ndim >= 2, "matmul here needs ndim >= 2 operands"
-        mt = lambda a: np.swapaxes(a, -1, -2)  # noqa: E731  (matrix transpose of the last two axes)
+        if self.ndim < 2 or b.ndim < 2:
+            raise ValueError(
+                f"matmul: both operands need ndim >= 2, got shapes {self.shape} and "
+                f"{b.shape} (reshape a vector to (n, 1) or (1, n))"
+            )
+        if self.shape[-1] != b.shape[-2]:
+            raise ValueError(
+                f"matmul: inner sizes differ, {self.shape} @ {b.shape} "
+                f"(k = {self.shape[-1]} vs {b.shape[-2]})"
+            )
+        mt = lambda a: np.swapaxes(a, -1, -2)  # matrix transpose of the last two axes
         return Tensor(
             self.data @ b.data,
             op="matmul",
             edges=[(self, lambda g: g @ mt(b.data)), (b, lambda g: mt(self.data) @ g)],
         )
 
-    # ---- element-wise functions: the VJP is g times the derivative -------------------------
+    # ---- element-wise functions: the VJP is g times the derivative -------------------
     def exp(self) -> Tensor:
         e = np.exp(self.data)
         return Tensor(e, op="exp", edges=[(self, lambda g: g * e)])
@@ -147,6 +188,14 @@ class Tensor:
         t = np.tanh(self.data)
         return Tensor(t, op="tanh", edges=[(self, lambda g: g * (1 - t * t))])
 
+    def abs(self) -> Tensor:
+        """|x|; the VJP is g * sign(x), so 0 at exactly x = 0 (torch's choice)."""
+        return Tensor(
+            np.abs(self.data),
+            op="abs",
+            edges=[(self, lambda g: g * np.sign(self.data))],
+        )
+
     def relu(self) -> Tensor:
         return Tensor(
             np.maximum(self.data, 0),
@@ -155,12 +204,13 @@ class Tensor:
         )
 
     def sigmoid(self) -> Tensor:
-        s = 0.5 * (
-            1 + np.tanh(0.5 * self.data)
-        )  # = 1/(1+e^-x), without overflow for x << 0
+        """1 / (1 + e^-x), from e = e^-|x| <= 1: never overflows, and the left tail
+        keeps its digits (sigmoid(-40) = 4.2e-18, not 0, so its log stays finite)."""
+        e = np.exp(-np.abs(self.data))
+        s = np.where(self.data >= 0, 1 / (1 + e), e / (1 + e))
         return Tensor(s, op="sigmoid", edges=[(self, lambda g: g * s * (1 - s))])
 
-    # ---- reductions and shape changes -------------------------------------------------------
+    # ---- reductions and shape changes ------------------------------------------------
     def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Sum over `axis` (None: all). The VJP copies g back along the summed axes."""
         out = self.data.sum(axis=axis, keepdims=keepdims)
@@ -181,7 +231,8 @@ class Tensor:
         )
 
     def _spread(self, g: Array, axis: Axis, keepdims: bool) -> Array:
-        """Broadcast a reduction's gradient g back to self.shape (size-1 axes put back first)."""
+        """Broadcast a reduction's gradient g back to self.shape (size-1 axes put back
+        first)."""
         if not keepdims and axis is not None:
             g = np.expand_dims(g, axis)
         return np.broadcast_to(g, self.shape)
@@ -195,15 +246,22 @@ class Tensor:
 
     def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
         """Swap two axes (as `torch.transpose`); swapping them back is the VJP."""
+        for name, dim in (("dim0", dim0), ("dim1", dim1)):
+            if not -self.ndim <= dim < max(self.ndim, 1) or self.ndim == 0:
+                raise ValueError(
+                    f"transpose: {name}={dim} is out of range for a tensor of shape "
+                    f"{self.shape}"
+                )
         return Tensor(
             np.swapaxes(self.data, dim0, dim1),
             op="transpose",
             edges=[(self, lambda g: np.swapaxes(g, dim0, dim1))],
         )
 
-    # ---- reverse mode -----------------------------------------------------------------------
+    # ---- reverse mode ----------------------------------------------------------------
     def topological_order(self) -> list[Tensor]:
-        """Every node this one depends on, each after all of its parents (depth-first search)."""
+        """Every node this one depends on, each after all of its parents (depth-first
+        search)."""
         order, seen = [], set()
 
         def visit(node: Tensor) -> None:
@@ -217,15 +275,25 @@ class Tensor:
         return order
 
     def backward(self, grad: Array | None = None) -> None:
-        """Fill `.grad` of every node that requires it with d(self)/d(node), contracted with
-        `grad` (default: ones, i.e. the gradient of self.sum()). One pass, children first."""
+        """Fill `.grad` of every node that requires it with d(self)/d(node), contracted
+        with `grad` (default: ones, i.e. the gradient of self.sum()). `grad` must have
+        self's shape. One pass, children first."""
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward: this tensor depends on no tensor with requires_grad=True"
+            )
+        if grad is not None and np.shape(grad) != self.shape:
+            raise ValueError(
+                f"backward(grad=...): grad has shape {np.shape(grad)}, the output has "
+                f"{self.shape}; they must be equal (no broadcasting)"
+            )
         order = [n for n in self.topological_order() if n.requires_grad]
         for node in order:
             node.grad = np.zeros_like(node.data)
         self.grad = (
             np.ones_like(self.data)
             if grad is None
-            else np.asarray(grad, self.data.dtype)
+            else np.array(grad, self.data.dtype)  # a copy: the caller's array stays
         )
         for node in reversed(order):  # a node's grad is complete before it is passed on
             for parent, vjp in node.edges:
@@ -233,23 +301,51 @@ class Tensor:
                     parent.grad += unbroadcast(vjp(node.grad), parent.shape)
 
 
-# ==== helpers: numerical gradients, random expressions, drawing ===============================
+# ==== helpers: numerical gradients, random expressions, drawing =======================
 def numerical_grad(
     f: Callable[[], float],
     params: Sequence[Array],
     h: float = 1e-6,
     indices: Sequence[Sequence[int]] | None = None,
 ) -> list[Array]:
-    """Central differences (f(θ+h e_i) − f(θ−h e_i)) / 2h for every entry of every array in
-    `params` (changed in place and restored); f reads them. With `indices`, only those flat
-    entries per array (the rest stay 0). Costs 2 calls of f per entry."""
+    """Central differences (f(θ+h e_i) − f(θ−h e_i)) / 2h for every entry of every array
+    in `params` (float, C-contiguous; changed in place and restored); f reads them. With
+    `indices`, only those flat entries per array (the rest stay 0). Costs 2 calls of f
+    per entry."""
+    if not h > 0:
+        raise ValueError(f"numerical_grad: the step h must be > 0, got {h}")
+    if isinstance(params, np.ndarray):
+        raise TypeError(
+            "numerical_grad: params must be a list of arrays, not one array"
+        )
+    if indices is not None and len(indices) != len(params):
+        raise ValueError(
+            f"numerical_grad: indices has {len(indices)} entries, params {len(params)}"
+        )
     grads = []
     for k, p in enumerate(params):
-        assert p.flags.c_contiguous, (
-            "params must be contiguous: we perturb them through a flat view"
-        )
+        if not isinstance(p, np.ndarray) or not np.issubdtype(p.dtype, np.floating):
+            raise TypeError(
+                f"numerical_grad: params[{k}] must be a float ndarray (it is changed "
+                f"in place), got {getattr(p, 'dtype', type(p).__name__)}"
+            )
+        if not p.flags.c_contiguous:
+            raise ValueError(
+                f"numerical_grad: params[{k}] must be C-contiguous: it is perturbed "
+                "through a flat view (use np.ascontiguousarray and pass that array)"
+            )
+        chosen = None if indices is None else np.asarray(indices[k], dtype=int)
+        if (
+            chosen is not None
+            and chosen.size
+            and not (0 <= chosen.min() and chosen.max() < p.size)
+        ):
+            raise ValueError(
+                f"numerical_grad: indices[{k}] must lie in 0..{p.size - 1} (flat "
+                "indices of params[k])"
+            )
         g, flat = np.zeros_like(p), p.reshape(-1)  # a view: writing flat[i] changes p
-        for i in range(p.size) if indices is None else indices[k]:
+        for i in range(p.size) if chosen is None else chosen:
             old = flat[i]
             flat[i] = old + h
             up = f()
@@ -263,11 +359,12 @@ def numerical_grad(
 
 # Shapes that broadcast against (2, 4, 4): random expressions mix them freely.
 SHAPES = [(2, 4, 4), (4, 4), (1, 4), (4, 1), (4,), (2, 1, 4), (2, 4, 1), (1, 4, 4), ()]
-UNARY = {  # written once; runs on our Tensor and on torch.Tensor alike (same method names)
+UNARY = {  # written once; runs on our Tensor and on torch.Tensor alike (same names)
     "neg": lambda a: -a,
     "exp": lambda a: (-(a * a)).exp(),
     "log": lambda a: (a * a + 1.0).log(),
     "tanh": lambda a: a.tanh(),
+    "abs": lambda a: a.abs(),
     "relu": lambda a: a.relu(),
     "sigmoid": lambda a: a.sigmoid(),
     "pow": lambda a: (a * a + 1.0) ** -0.5,
@@ -287,8 +384,13 @@ BINARY = {
 def random_expression(rng: np.random.Generator, n_inputs: int = 3, n_ops: int = 8):
     """A random composition of the ops above on broadcasting shapes.
 
-    Returns (inputs, f, ops): float64 arrays, a function f(*tensors) that works for our Tensor
-    and for torch tensors, and the op names used (for reporting coverage)."""
+    Returns (inputs, f, ops): float64 arrays, a function f(*tensors) that works for our
+    Tensor and for torch tensors, and the op names used (for reporting coverage)."""
+    if n_inputs < 1 or n_ops < 1:
+        raise ValueError(
+            "random_expression: n_inputs and n_ops must be >= 1, got "
+            f"n_inputs={n_inputs}, n_ops={n_ops}"
+        )
     inputs = [rng.normal(size=SHAPES[i]) for i in rng.choice(len(SHAPES), n_inputs)]
     shapes, program = [x.shape for x in inputs], []
     for _ in range(n_ops):
@@ -349,8 +451,9 @@ def random_expression(rng: np.random.Generator, n_inputs: int = 3, n_ops: int = 
 
 
 def graph_layers(root: Tensor) -> dict[int, list[Tensor]]:
-    """Nodes grouped by depth: an op sits one past its deepest input; a leaf sits just before
-    its first consumer (so constants do not send long arrows across the picture)."""
+    """Nodes grouped by depth: an op sits one past its deepest input; a leaf sits just
+    before its first consumer (so constants do not send long arrows across the
+    picture)."""
     order = root.topological_order()
     depth: dict[int, int] = {}
     for node in order:
@@ -370,8 +473,9 @@ def graph_layers(root: Tensor) -> dict[int, list[Tensor]]:
 
 
 def draw_graph(root: Tensor, ax=None, title: str = "Computational graph"):
-    """Draw the graph of `root` as a layered DAG (left to right by depth), matplotlib only.
-    Boxes show the op (or a leaf's name) and the shape; arrows point from input to output."""
+    """Draw the graph of `root` as a layered DAG (left to right by depth), matplotlib
+    only. Boxes show the op (or a leaf's name) and the shape; arrows point from input to
+    output."""
     import matplotlib.pyplot as plt
 
     layers = graph_layers(root)
