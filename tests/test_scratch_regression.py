@@ -1,4 +1,5 @@
-"""The losses and models of chapter I.2 against torch.nn.functional and torch.autograd (float64)."""
+"""The losses and models of chapter I.2 against torch.nn.functional and torch.autograd
+(float64). Extreme and degenerate inputs: test_scratch_edges_regression_layers.py."""
 
 import pytest
 import torch
@@ -16,7 +17,8 @@ def _randn(*shape: int, scale: float = 1.0) -> torch.Tensor:
 def _check(
     ours, ours_grad, theirs, pred: torch.Tensor, target: torch.Tensor, reduction: str
 ) -> None:
-    """Our value equals torch's; our hand-derived derivative equals autograd of torch's loss."""
+    """Our value equals torch's; our hand-derived derivative equals autograd of torch's
+    loss."""
     p = pred.clone().requires_grad_()
     value = theirs(p, target, reduction=reduction)
     upstream = torch.randn(value.shape, generator=gen, dtype=torch.float64)
@@ -93,7 +95,8 @@ def test_logsumexp_matches_torch_and_survives_large_logits():
     )  # e^1000 = inf in float32 (and float64); e^-1000 = 0
     assert torch.isinf(naive).all()
     torch.testing.assert_close(R.logsumexp(z32), torch.logsumexp(z32, dim=-1))
-    # float32, large logits: log-probabilities must not lose digits by adding m back and removing it
+    # float32, large logits: log-probabilities must not lose digits by adding m back
+    # and removing it
     torch.testing.assert_close(R.log_softmax(z32), torch.log_softmax(z32, dim=-1))
     torch.testing.assert_close(
         R.cross_entropy(z32, torch.tensor([0, 2]), "none"),
@@ -222,7 +225,8 @@ def test_gradient_descent_with_hand_gradients_reaches_the_closed_form():
 
 
 def test_cross_entropy_grad_is_softmax_jacobian_times_dlogp():
-    """p − onehot(y) equals the long way: Jᵀ ∂ℓ/∂p with J = diag(p) − ppᵀ and ∂ℓ/∂p = −onehot/p."""
+    """p − onehot(y) equals the long way: Jᵀ ∂ℓ/∂p with J = diag(p) − ppᵀ and
+    ∂ℓ/∂p = −onehot/p."""
     z, y = _randn(6, 5), torch.randint(0, 5, (6,), generator=gen)
     p, onehot = R.softmax(z), F.one_hot(y, 5).to(torch.float64)
     jac = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]  # (B, K, K), symmetric
@@ -232,7 +236,8 @@ def test_cross_entropy_grad_is_softmax_jacobian_times_dlogp():
 
 
 def test_hand_sgd_step_equals_nn_linear_with_torch_optim():
-    """One SGD step with hand gradients = one step of nn.Linear + F.cross_entropy + optim.SGD."""
+    """One SGD step with hand gradients = one step of nn.Linear + F.cross_entropy +
+    optim.SGD."""
     X, y = _randn(32, 12), torch.randint(0, 3, (32,), generator=gen)
     W, b = _randn(12, 3), _randn(3)
     model = torch.nn.Linear(12, 3).double()
