@@ -21,7 +21,6 @@ import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -113,8 +112,8 @@ class RemoteFile:
 
 def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
     with urllib.request.urlopen(url, timeout=timeout) as response:
-        status = getattr(response, "status", 200)
-        if status != 200:
+        status = getattr(response, "status", None)  # None for file:// URLs
+        if status is not None and status != 200:
             raise urllib.error.HTTPError(
                 url, status, f"HTTP {status}", response.headers, None
             )
@@ -525,9 +524,9 @@ class TensorLoader:
             drop_last,
             augment,
         )
-        as_tensor = partial(torch.as_tensor, device=self.device)
-        self.mean = None if mean is None else as_tensor(mean).flatten()
-        self.std = None if std is None else as_tensor(std).flatten()
+        # kept on the CPU: `normalize` checks std > 0 there, not with a device sync
+        self.mean = None if mean is None else torch.as_tensor(mean).flatten().cpu()
+        self.std = None if std is None else torch.as_tensor(std).flatten().cpu()
 
     def __len__(self) -> int:
         n = len(self.y)
@@ -546,7 +545,8 @@ class TensorLoader:
             yield self._prepare(xb), yb
 
     def _prepare(self, xb: torch.Tensor) -> torch.Tensor:
-        xb = to_float(xb)
+        if xb.dtype == torch.uint8:
+            xb = to_float(xb)
         if self.mean is not None:
             if xb.dim() == 4:
                 xb = normalize(xb, self.mean, self.std)
@@ -579,6 +579,8 @@ def _check_inputs(x, y, batch_size, mean, std) -> None:
         )
     if mean is None:
         return
+    if not (x.dtype == torch.uint8 or x.is_floating_point()):
+        raise ValueError(f"mean/std need uint8 or floating-point x, got {x.dtype}")
     channels = x.shape[1] if x.dim() > 1 else 1
     for name, values in (("mean", mean), ("std", std)):
         n = torch.as_tensor(values).numel()
