@@ -1,5 +1,7 @@
-"""Chapter "PyTorch in Practice": IDX reader, Dataset, collate, exact resume, reproducibility."""
+"""Chapter "PyTorch in Practice": IDX reader, Dataset, collate, exact resume (the RNG
+state, Gaussian caches included), worker seeding, and bad or degenerate inputs."""
 
+import io
 import random
 import struct
 
@@ -15,7 +17,7 @@ from dlcore.scratch import practice
 
 
 def write_idx(path, array: np.ndarray, code: int) -> None:
-    """An IDX file by hand: magic (0, 0, code, ndim), big-endian sizes, big-endian values."""
+    """An IDX file by hand: magic (0, 0, code, ndim), big-endian sizes and values."""
     dtype = practice.IDX_DTYPES[code]
     header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(
         f">{array.ndim}I", *array.shape
@@ -166,33 +168,145 @@ def test_same_seed_same_losses_other_seed_differs():
     assert a != c
 
 
-def test_loader_generator_makes_order_independent_of_global_rng():
-    ds = practice.ImageDataset(
-        torch.zeros(40, 1, 2, 2, dtype=torch.uint8), torch.arange(40)
+def _draw_everything():
+    """One draw from every generator rng_state covers, Gaussians included."""
+    return (
+        torch.rand(3).tolist(),
+        np.random.rand(2).tolist(),
+        np.random.normal(size=3).tolist(),  # odd count: leaves a cached Gaussian
+        random.random(),
+        random.gauss(0.0, 1.0),
     )
 
-    def order(seed):
-        loader = DataLoader(
-            ds,
-            batch_size=40,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(seed),
-            worker_init_fn=practice.seed_worker,
-        )
-        return next(iter(loader))[1]
 
-    a = order(3)
-    torch.rand(50)
-    assert torch.equal(a, order(3))
-    assert not torch.equal(a, order(4))
-    assert sorted(a.tolist()) == list(range(40))
+def test_rng_state_keeps_the_cached_gaussians():
+    """NumPy's legacy generator and Python's `random` make normal draws in pairs and
+    keep the second; a restore that drops the cache draws a fresh pair instead (the old
+    `set_rng_state` did, for both)."""
+    np.random.seed(3)
+    random.seed(3)
+    np.random.normal()  # now NumPy holds a cached Gaussian ...
+    random.gauss(0.0, 1.0)  # ... and so does Python (gauss_next)
+    assert np.random.get_state()[3] == 1 and random.getstate()[2] is not None
+    state = practice.rng_state()
+    first = _draw_everything()
+    practice.set_rng_state(state)
+    assert _draw_everything() == first
+    # a checkpoint's round trip: tensors only, loadable with weights_only=True
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    practice.set_rng_state(torch.load(buffer, weights_only=True))
+    assert _draw_everything() == first
+
+
+def test_rng_state_without_a_cached_gaussian_and_old_checkpoints():
+    np.random.seed(4)
+    random.seed(4)
+    state = practice.rng_state()  # no cache yet: has_gauss 0, gauss_next None
+    first = _draw_everything()
+    old = {k: v for k, v in state.items() if not k.endswith("_gauss")}
+    practice.set_rng_state(old)  # a checkpoint from before the caches were saved
+    assert _draw_everything() == first
+    with pytest.raises(KeyError, match="missing"):
+        practice.set_rng_state({"torch": state["torch"]})
+
+
+def test_seed_worker_seeds_numpy_and_python_from_the_torch_seed():
+    torch.manual_seed(2**40 + 17)  # the worker's torch seed; NumPy takes it mod 2**32
+    practice.seed_worker(0)
+    got = (np.random.rand(3).tolist(), random.random())
+    seed = (2**40 + 17) % 2**32
+    assert got == (
+        np.random.RandomState(seed).rand(3).tolist(),
+        random.Random(seed).random(),
+    )
+
+
+class _NumpyNoise(torch.utils.data.Dataset):
+    """Each item is a NumPy draw: what augmentations with np.random do in a worker."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return torch.tensor(np.random.rand())
+
+
+def test_seed_worker_makes_worker_numpy_draws_repeat_and_differ_between_workers():
+    def draws(seed, init):
+        loader = DataLoader(
+            _NumpyNoise(),
+            batch_size=2,
+            num_workers=2,
+            worker_init_fn=init,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        return torch.cat(list(loader))
+
+    a, b, c = (
+        draws(5, practice.seed_worker),
+        draws(5, practice.seed_worker),
+        draws(6, practice.seed_worker),
+    )
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.equal(a[0:2], a[2:4])  # workers 0 and 1 draw different numbers
+
+
+def test_read_idx_degenerate_and_truncated_files(tmp_path):
+    empty = np.zeros((0, 28, 28), dtype=np.uint8)  # a size-0 dimension
+    write_idx(tmp_path / "empty", empty, 0x08)
+    assert tuple(practice.read_idx(tmp_path / "empty").shape) == (0, 28, 28)
+    one = np.array([[-1.5e300]], dtype=np.float64)  # 1×1, float64 extremes
+    write_idx(tmp_path / "one", one, 0x0E)
+    got = practice.read_idx(tmp_path / "one")
+    assert got.dtype == torch.float64 and got.item() == -1.5e300
+    write_idx(tmp_path / "ok", np.arange(12, dtype=np.int16).reshape(3, 4), 0x0B)
+    raw = (tmp_path / "ok").read_bytes()
+    cases = {
+        b"": "no header",
+        raw[:2]: "no header",
+        raw[:9]: "truncated IDX header",  # 2 sizes need 12 bytes
+        raw[:-1]: "header says",  # half an int16 missing
+        raw + b"\x00\x00": "header says",  # trailing bytes
+    }
+    for i, (data, match) in enumerate(cases.items()):
+        (tmp_path / f"bad{i}").write_bytes(data)
+        with pytest.raises(ValueError, match=match):
+            practice.read_idx(tmp_path / f"bad{i}")
+
+
+def test_normalizing_collate_matches_torchvision_on_extreme_pixels_and_channels():
+    from torchvision.transforms import v2
+
+    mean, std = (0.5, 0.25, 0.0), (0.5, 1e-3, 1.0)
+    images = [
+        torch.tensor([0, 255], dtype=torch.uint8).repeat(3, 2, 1) for _ in range(2)
+    ]
+    x, y = practice.NormalizingCollate(mean, std)(list(zip(images, [3, 4])))
+    reference = v2.Compose(
+        [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    )
+    torch.testing.assert_close(x, torch.stack([reference(im) for im in images]))
+    assert x.dtype == torch.float32 and y.dtype == torch.int64 and y.tolist() == [3, 4]
+
+
+Collate = practice.NormalizingCollate
 
 
 @pytest.mark.parametrize(
-    "dtype, fraction_bits", [(torch.float16, 10), (torch.bfloat16, 7)]
-)
-def test_rounding_error_is_bounded_by_unit_roundoff(dtype, fraction_bits):
-    x = torch.empty(100_000, dtype=torch.float64).uniform_(-50, 50)
-    u = 2.0 ** -(fraction_bits + 1)
-    worst = ((x.to(dtype).double() - x).abs() / x.abs()).max().item()
-    assert 0.9 * u < worst <= u
+    "call, error, match",
+    [
+        (lambda: practice.ImageDataset(torch.zeros(5, 1, 2, 2), torch.zeros(4)),
+         ValueError, "x and y must have the same length"),
+        (lambda: Collate((0.5,), (0.2, 0.3)), ValueError, "mean and std"),
+        (lambda: Collate((0.5,), (0.0,)), ValueError, "std must be > 0"),
+        (lambda: Collate((), ()), ValueError, "mean and std"),
+        (lambda: Collate((0.5,), (0.2,))([]), ValueError, "batch is empty"),
+        (lambda: Collate((0.5,), (0.2,))([(torch.rand(1, 2, 2), 0)]), TypeError,
+         "uint8"),
+    ],
+)  # fmt: skip
+def test_practice_bad_inputs_get_named_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

@@ -1,6 +1,6 @@
-"""Chapter 5's scratch regularisers against PyTorch: inverted dropout (masks, train vs eval,
-expectation), L2 penalty vs coupled weight decay and decoupled decay vs AdamW, gradient clipping,
-Xavier/He initialisation scales, early stopping."""
+"""Chapter 5's scratch regularisers against PyTorch: inverted dropout (masks, train vs
+eval, expectation), L2 penalty vs coupled weight decay and decoupled decay vs AdamW,
+gradient clipping, Xavier/He initialisation scales, early stopping."""
 
 import math
 
@@ -63,8 +63,6 @@ def test_dropout_eval_identity_edge_cases_and_expectation():
     assert dropout(x, 0.5, training=False) is x
     assert dropout(x, 0.0) is x
     assert torch.equal(dropout(x, 1.0), torch.zeros_like(x))
-    with pytest.raises(ValueError):
-        dropout(x, 1.5)
     torch.manual_seed(12)
     big = torch.full((400_000,), 3.0, dtype=D)
     for p in (0.2, 0.5, 0.9):
@@ -75,16 +73,54 @@ def test_dropout_eval_identity_edge_cases_and_expectation():
         assert abs((y == 0).double().mean().item() - p) < 0.005  # fraction dropped ≈ p
 
 
-def test_dropout_gradient_flows_through_kept_units_only():
+def test_dropout_gradient_matches_torch():
+    """The reference is torch's own dropout with the same seed, not our output's mask
+    (which would pass with a wrong p or a wrong scale)."""
     x = torch.randn(100, 20, dtype=D, requires_grad=True)
+    x_t = x.detach().clone().requires_grad_()
+    dy = torch.randn(100, 20, dtype=D)
     torch.manual_seed(13)
-    y = dropout(x, 0.4)
-    y.sum().backward()
-    expected = (y != 0).double() / 0.6
-    torch.testing.assert_close(x.grad, expected)
+    dropout(x, 0.4).backward(dy)
+    torch.manual_seed(13)
+    F.dropout(x_t, 0.4, training=True).backward(dy)
+    assert torch.equal(x.grad, x_t.grad)
+    kept = x.grad != 0
+    assert 0.55 < kept.double().mean() < 0.65  # about 1 − p of the units kept
+    torch.testing.assert_close(x.grad[kept], dy[kept] / 0.6)
 
 
-# ---------------------------------------------------------------- penalties and weight decay
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_dropout_p_zero_and_one_values_and_gradients_like_torch(p):
+    """p = 1 must keep the graph: output zeros *and* gradient zeros, as torch."""
+    x = torch.randn(7, 5, dtype=D, requires_grad=True)
+    x_t = x.detach().clone().requires_grad_()
+    dy = torch.randn(7, 5, dtype=D)
+    for layer in (lambda t: dropout(t, p), Dropout(p)):
+        x.grad = None
+        y = layer(x)
+        y_t = F.dropout(x_t, p, training=True)
+        assert y.dtype == D and y.requires_grad
+        assert torch.equal(y, y_t)
+        y.backward(dy)
+        (g_t,) = torch.autograd.grad(y_t, x_t, dy)
+        assert torch.equal(x.grad, g_t)
+    assert torch.equal(x.grad, dy if p == 0 else torch.zeros_like(dy))
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5, float("nan"), True, "0.5"])
+def test_dropout_rejects_p_outside_unit_interval(p):
+    x = torch.randn(3)
+    with pytest.raises(ValueError, match="p must be in"):
+        dropout(x, p)
+    with pytest.raises(ValueError, match="p must be in"):
+        Dropout(p)
+    if isinstance(p, float):  # torch refuses the same values
+        with pytest.raises((ValueError, RuntimeError)):
+            F.dropout(x, p)
+
+
+# ---------------------------------------------------------------- penalties and weight
+# decay
 
 
 def _model():
@@ -273,3 +309,130 @@ def test_early_stopping_min_delta_improved_flag_and_nan():
     assert stop and stopper.best_epoch == 3 and stopper.best == 0.9
     with pytest.raises(ValueError):
         EarlyStopping(patience=0)
+
+
+# ------------------------------------------------- extreme and degenerate inputs, bad
+# ones
+
+
+def test_penalties_at_zero_strength_and_without_weights():
+    model = _model()
+    for penalty in (l1_penalty, l2_penalty):
+        zero = penalty(model.parameters(), 0.0)
+        assert zero.dtype == D and zero.item() == 0.0
+        zero.backward()
+        assert torch.equal(model[0].weight.grad, torch.zeros_like(model[0].weight))
+        model.zero_grad()
+        for params in ([], [model[0].bias, model[2].bias]):  # nothing of dim ≥ 2
+            none = penalty(params, 0.5)
+            assert isinstance(none, torch.Tensor) and none.item() == 0.0
+
+
+def test_l1_gradient_at_exact_zero_weights_is_zero():
+    """The subgradient at w = 0 is 0 (sign(0)), so zero weights stay put."""
+    w = torch.tensor([[0.0, -2.0], [3.0, 0.0]], dtype=D, requires_grad=True)
+    l1_penalty([w], 0.7).backward()
+    torch.testing.assert_close(w.grad, 0.7 * torch.sign(w.detach()))
+    assert w.grad[0, 0] == 0 and w.grad[1, 1] == 0
+
+
+def test_penalties_match_torch_norms_for_large_weights():
+    w = 1e150 * torch.randn(4, 3, dtype=D)
+    torch.testing.assert_close(
+        l1_penalty([w], 1e-150), 1e-150 * torch.linalg.vector_norm(w, 1)
+    )
+    torch.testing.assert_close(
+        l2_penalty([w / 1e150], 2.0), torch.linalg.vector_norm(w / 1e150) ** 2
+    )
+
+
+def test_decay_at_zero_is_the_identity_and_matches_adamw_at_large_decay():
+    model = _model()
+    before = [p.detach().clone() for p in model.parameters()]
+    decay_weights_(model.parameters(), lr=0.1, weight_decay=0.0)
+    decay_weights_(model.parameters(), lr=0.0, weight_decay=5.0)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    w = torch.randn(5, 4, dtype=D, requires_grad=True)
+    w_t = w.detach().clone().requires_grad_()
+    w_t.grad = torch.zeros_like(w_t)
+    opt = torch.optim.AdamW([w_t], lr=0.5, weight_decay=1.9)  # factor 1 − 0.95
+    opt.step()  # zero gradient: Adam's step is 0, only the decay acts
+    decay_weights_([w], 0.5, 1.9)
+    torch.testing.assert_close(w, w_t)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda w: l2_penalty(w, 0.1), TypeError, "params must be an iterable"),
+        (lambda w: l1_penalty(w, 0.1), TypeError, "params must be an iterable"),
+        (lambda w: decay_weights_(w, 0.1, 0.1), TypeError, "params must be"),
+        (lambda w: l2_penalty([w], -0.1), ValueError, "lam"),
+        (lambda w: l1_penalty([w], float("nan")), ValueError, "lam"),
+        (lambda w: decay_weights_([w], -0.1, 0.1), ValueError, "lr"),
+        (lambda w: decay_weights_([w], 0.1, -1.0), ValueError, "weight_decay"),
+        (lambda w: EarlyStopping(patience=0), ValueError, "patience"),
+        (lambda w: EarlyStopping(patience=2.5), ValueError, "patience"),
+        (lambda w: EarlyStopping(min_delta=-0.1), ValueError, "min_delta"),
+        (lambda w: xavier_std(0, 10), ValueError, "fan_in"),
+        (lambda w: xavier_std(10, -3), ValueError, "fan_out"),
+        (lambda w: he_std(2.5), ValueError, "fan_in"),
+        (lambda w: clip_grad_norm_([w], -1.0), ValueError, "max_norm"),
+        (lambda w: clip_grad_norm_([w], 1.0, norm_type=0), ValueError, "norm_type"),
+        (lambda w: clip_grad_norm_([w], 1.0, norm_type=-2), ValueError, "norm_type"),
+        (lambda w: clip_grad_value_([w], -0.5), ValueError, "clip_value"),
+    ],
+)
+def test_bad_arguments_get_errors_that_name_them(call, error, match):
+    w = torch.randn(3, 2, dtype=D, requires_grad=True)
+    w.grad = torch.ones_like(w)
+    before = (w.detach().clone(), w.grad.clone())
+    with pytest.raises(error, match=match):
+        call(w)
+    assert torch.equal(w.detach(), before[0]) and torch.equal(w.grad, before[1])
+
+
+def test_negative_clip_thresholds_would_silently_flip_gradients_in_torch():
+    """Why we refuse them: torch accepts a negative max_norm / clip_value and returns
+    gradients pointing the other way."""
+    w = torch.randn(3, dtype=D, requires_grad=True)
+    w.grad = torch.tensor([1.0, 2.0, 3.0], dtype=D)
+    nn.utils.clip_grad_value_([w], -0.5)
+    assert (w.grad < 0).all()
+
+
+def test_init_scales_at_fan_one():
+    assert xavier_std(1, 1) == 1.0 and he_std(1) == math.sqrt(2.0)
+    w = torch.empty(20_000, 1)  # fan_in 1, fan_out 20 000
+    nn.init.kaiming_normal_(w, nonlinearity="relu")
+    assert abs(w.std().item() / he_std(1) - 1) < 0.03
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf])
+def test_clip_grad_norm_extremes_match_torch(norm_type):
+    cases = {
+        "zero gradients": [torch.zeros(4, 3, dtype=D), torch.zeros(2, dtype=D)],
+        "huge gradients": [1e200 * torch.ones(4, 3, dtype=D), torch.ones(2, dtype=D)],
+        "tiny gradients": [1e-200 * torch.ones(4, 3, dtype=D), torch.zeros(2, dtype=D)],
+    }
+    for name, grads in cases.items():
+        for max_norm in (0.0, 1.0):
+            a = [torch.zeros_like(g, requires_grad=True) for g in grads]
+            b = [torch.zeros_like(g, requires_grad=True) for g in grads]
+            for pa, pb, g in zip(a, b, grads):
+                pa.grad, pb.grad = g.clone(), g.clone()
+            total = clip_grad_norm_(a, max_norm, norm_type=norm_type)
+            total_t = nn.utils.clip_grad_norm_(b, max_norm, norm_type=norm_type)
+            assert total.dtype == D, name
+            torch.testing.assert_close(total, total_t, msg=name)
+            for pa, pb in zip(a, b):
+                torch.testing.assert_close(pa.grad, pb.grad, msg=name, equal_nan=True)
+
+
+def test_clip_with_no_gradients_and_clip_value_zero_like_torch():
+    w = torch.randn(3, dtype=D, requires_grad=True)  # no .grad yet
+    assert clip_grad_norm_([w], 1.0).item() == nn.utils.clip_grad_norm_([w], 1.0)
+    assert clip_grad_norm_([], 1.0).item() == 0.0
+    w.grad = torch.tensor([-3.0, 0.0, 2.0], dtype=D)
+    clip_grad_value_(w, 0.0)
+    assert torch.equal(w.grad.abs(), torch.zeros(3, dtype=D))
