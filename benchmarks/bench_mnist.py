@@ -1,24 +1,26 @@
-"""The book's fast MNIST CNN, trained from scratch on the CPU: accuracy and training time.
+"""The book's fast MNIST CNN, trained from scratch on the CPU: accuracy, training time.
 
-Loads MNIST from the data cache (`dlcore.load`), keeps it in memory, and trains `FastMNISTNet`
-with `dlcore.models.classic.train_fast_mnist` — the recipe Part II ch. 2 explains. Only the
-training is timed (loading, building the loaders and the final test evaluation are outside the
-clock). Prints one JSON object as its last line:
-{"accuracy": test accuracy, "seconds": training wall time, ...}. Target: accuracy >= 0.99 in
-<= 20 s on 2 CPU cores.
+Loads MNIST from the data cache (`dlcore.load`), keeps it in memory, and trains
+`FastMNISTNet` with `dlcore.recipes.train_fast_mnist`, the recipe Part II ch. 2
+explains. Only the training is timed (loading, building the loaders and the final test
+evaluation are outside the clock). The test set is evaluated once per run, after
+training. Prints one JSON object as its last line:
+{"accuracy": test accuracy, "seconds": training wall time, ...}.
+Target: accuracy >= 0.99 in <= 20 s on 2 CPU cores.
 
 Usage: python benchmarks/bench_mnist.py [--seeds 0 1 2] [--threads 2] [--default-malloc]
-With several seeds, the JSON reports the worst accuracy and the slowest time of the runs (and
-every run in "runs"), so that it passes only if every run passes.
+With several seeds, the JSON reports the worst accuracy and the slowest time of the runs
+(and every run in "runs"), so that it passes only if every run passes.
 
-The allocator: with glibc's default, adaptive thresholds, a fresh Python process gives the
-activation buffers of each step back to the OS when they are freed and page-faults them in again
-at the next step, until some allocation larger than any seen before raises the thresholds. On the
-book's 2-core machine that cost about 4 s of the first 2-epoch run of a process (10.2 s instead of
-6.4 s); a notebook, which has already evaluated large batches, never sees it. So that the benchmark
-measures training and not that start-up state, it fixes the thresholds with `mallopt` (keep freed
-memory up to 512 MiB; serve blocks below 32 MiB from the heap). `--default-malloc` skips this and
-measures a cold process; "malloc_tuned" in the JSON says which was used.
+The allocator: with glibc's default, adaptive thresholds, a fresh Python process gives
+the activation buffers of each step back to the OS when they are freed and page-faults
+them in again at the next step, until some allocation larger than any seen before raises
+the thresholds. On the book's 2-core machine that cost about 4 s of the first 2-epoch
+run of a process (10.2 s instead of 6.4 s); a notebook, which has already evaluated
+large batches, never sees it. So that the benchmark measures training and not that
+start-up state, it fixes the thresholds with `mallopt` (keep freed memory up to 512 MiB;
+serve blocks below 32 MiB from the heap). `--default-malloc` skips this and measures a
+cold process; "malloc_tuned" in the JSON says which was used.
 """
 
 import argparse
@@ -29,18 +31,16 @@ import json
 import torch
 
 import dlcore
-from dlcore.models.classic import train_fast_mnist
+from dlcore.recipes import train_fast_mnist
 
 TARGET_ACCURACY, TARGET_SECONDS = 0.99, 20.0
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = (
-    -1,
-    -3,
-)  # mallopt parameters, from glibc's <malloc.h>
+# mallopt parameters, from glibc's <malloc.h>
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 
 
 def keep_freed_memory() -> bool:
-    """Stop glibc from returning freed step buffers to the OS (see the module docstring).
-    Returns whether it applied (False off glibc, e.g. macOS or musl)."""
+    """Stop glibc from returning freed step buffers to the OS (see the module
+    docstring). Returns whether it applied (False off glibc, e.g. macOS or musl)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
@@ -76,7 +76,8 @@ def main() -> None:
             }
         )
         print(
-            f"seed {seed}: test accuracy {result['accuracy']:.4f}, training {result['seconds']:.2f} s"
+            f"seed {seed}: test accuracy {result['accuracy']:.4f}, "
+            f"training {result['seconds']:.2f} s"
         )
     accuracy, seconds = (
         min(r["accuracy"] for r in runs),

@@ -1,30 +1,28 @@
 """The classic convolutional networks, scaled to small grey images (28×28 or 32×32).
 
-Each network keeps the idea its paper added and shrinks the widths so that it trains on a CPU:
+Each network keeps the idea its paper added and shrinks the widths to train on a CPU:
 
-- `LeNet5`      (LeCun et al. 1998)   convolution + subsampling + fully connected, end to end.
-- `AlexNetSmall` (Krizhevsky et al. 2012) deeper, ReLU, max-pooling, dropout in the classifier.
-- `VGGSmall`    (Simonyan & Zisserman 2015) uniform blocks of 3×3 convolutions and a 2×2 pool.
-- `NiNSmall`    (Lin et al. 2014)     1×1 convolutions as per-pixel MLPs; global average pooling
-                                      instead of fully connected layers.
-- `GoogLeNetSmall` (Szegedy et al. 2015) Inception blocks: parallel 1×1, 3×3, 5×5 and pooling
-                                      branches, concatenated; 1×1 "bottlenecks" keep them cheap.
-- `FastMNISTNet` the book's fast MNIST CNN: LeNet's shape with BatchNorm (Ioffe & Szegedy 2015),
-                 pooling before normalisation, and `train_fast_mnist`, its training recipe.
+- `LeNet5` (LeCun et al. 1998): convolution + subsampling + fully connected, end to end.
+- `AlexNetSmall` (Krizhevsky et al. 2012): deeper, ReLU, max-pooling, dropout in the
+  classifier.
+- `VGGSmall` (Simonyan & Zisserman 2015): uniform blocks of 3×3 convolutions and a 2×2
+  pool.
+- `NiNSmall` (Lin et al. 2014): 1×1 convolutions as per-pixel MLPs; global average
+  pooling instead of fully connected layers.
+- `GoogLeNetSmall` (Szegedy et al. 2015): Inception blocks, parallel 1×1, 3×3, 5×5 and
+  pooling branches, concatenated; 1×1 "bottlenecks" keep them cheap.
+- `FastMNISTNet`: the book's fast MNIST CNN, LeNet's shape with BatchNorm (Ioffe &
+  Szegedy 2015), pooling before normalisation. Its training recipe is
+  `dlcore.recipes.train_fast_mnist` (models here, training there).
 
-All take x: (B, in_channels, H, W) with H = W = 28 or 32 and return logits (B, num_classes).
+All take x: (B, in_channels, H, W) with H = W = 28 or 32 and return logits
+(B, num_classes).
 """
 
 from __future__ import annotations
 
-import time
-
 import torch
-import torch.nn.functional as F
 from torch import nn
-
-from ..data import TensorData, loader
-from ..train import History, evaluate, fit
 
 __all__ = [
     "LeNet5",
@@ -36,7 +34,6 @@ __all__ = [
     "Inception",
     "GoogLeNetSmall",
     "FastMNISTNet",
-    "train_fast_mnist",
     "MODELS",
 ]
 
@@ -44,10 +41,10 @@ __all__ = [
 class LeNet5(nn.Module):
     """LeNet-5 for 28×28 inputs (padded by 2 to the original 32×32).
 
-    C1 6@5×5 → S2 avg-pool → C3 16@5×5 → S4 avg-pool → C5 120 → F6 84 → 10. Differences from
-    1998: C3 connects to all six maps (the paper used a sparse table), subsampling is a plain
-    average pool, the output is a linear layer instead of RBF units. Parameters: 61 706.
-    x: (B, in_channels, 28, 28) -> (B, num_classes).
+    C1 6@5×5 → S2 avg-pool → C3 16@5×5 → S4 avg-pool → C5 120 → F6 84 → 10. Differences
+    from 1998: C3 connects to all six maps (the paper used a sparse table), subsampling
+    is a plain average pool, the output is a linear layer instead of RBF units.
+    Parameters: 61 706. x: (B, in_channels, 28, 28) -> (B, num_classes).
     """
 
     def __init__(
@@ -80,10 +77,10 @@ class LeNet5(nn.Module):
 
 
 class AlexNetSmall(nn.Module):
-    """AlexNet's shape, narrowed: five convolutions at 1/4 of its widths (96-256-384-384-256 →
-    24-64-96-96-64; a large, strided first kernel), ReLU, overlapping 3×3/2 max-pooling, and a
-    three-layer classifier with dropout at 1/8 of its width (4096 → 512).
-    x: (B, in_channels, 28|32, 28|32) -> (B, num_classes)."""
+    """AlexNet's shape, narrowed: five convolutions at 1/4 of its widths
+    (96-256-384-384-256 → 24-64-96-96-64; a large, strided first kernel), ReLU,
+    overlapping 3×3/2 max-pooling, and a three-layer classifier with dropout at 1/8 of
+    its width (4096 → 512). x: (B, in_channels, 28|32, 28|32) -> (B, num_classes)."""
 
     def __init__(
         self, in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5
@@ -120,8 +117,9 @@ class AlexNetSmall(nn.Module):
 
 
 def vgg_block(num_convs: int, c_in: int, c_out: int) -> nn.Sequential:
-    """VGG's unit: `num_convs` 3×3 convolutions (padding 1, so the size is kept) with ReLU, then
-    a 2×2 max-pool that halves height and width. (B, c_in, H, W) -> (B, c_out, H//2, W//2)."""
+    """VGG's unit: `num_convs` 3×3 convolutions (padding 1, so the size is kept) with
+    ReLU, then a 2×2 max-pool that halves height and width.
+    (B, c_in, H, W) -> (B, c_out, H//2, W//2)."""
     layers: list[nn.Module] = []
     for i in range(num_convs):
         layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1), nn.ReLU()]
@@ -129,9 +127,9 @@ def vgg_block(num_convs: int, c_in: int, c_out: int) -> nn.Sequential:
 
 
 class VGGSmall(nn.Module):
-    """A VGG built from `vgg_block`s: `arch` lists (convs, channels) per block; the default
-    ((1, 16), (1, 32), (2, 64)) takes 28×28 to 3×3 (32×32 to 4×4), then a dropout classifier.
-    x: (B, in_channels, 28|32, 28|32) -> (B, num_classes)."""
+    """A VGG built from `vgg_block`s: `arch` lists (convs, channels) per block; the
+    default ((1, 16), (1, 32), (2, 64)) takes 28×28 to 3×3 (32×32 to 4×4), then a
+    dropout classifier. x: (B, in_channels, 28|32, 28|32) -> (B, num_classes)."""
 
     def __init__(
         self,
@@ -164,8 +162,8 @@ class VGGSmall(nn.Module):
 def nin_block(
     c_in: int, c_out: int, kernel_size: int, stride: int = 1, padding: int = 0
 ) -> nn.Sequential:
-    """NiN's unit: one k×k convolution followed by two 1×1 convolutions — a small MLP applied at
-    every pixel across channels. (B, c_in, H, W) -> (B, c_out, H', W')."""
+    """NiN's unit: one k×k convolution followed by two 1×1 convolutions — a small MLP
+    applied at every pixel across channels. (B, c_in, H, W) -> (B, c_out, H', W')."""
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, kernel_size, stride, padding),
         nn.ReLU(),
@@ -177,9 +175,9 @@ def nin_block(
 
 
 class NiNSmall(nn.Module):
-    """Network in Network: three `nin_block`s, the last with one channel per class, and global
-    average pooling in place of fully connected layers (so: no Linear layer at all).
-    x: (B, in_channels, 28|32, 28|32) -> (B, num_classes)."""
+    """Network in Network: three `nin_block`s, the last with one channel per class, and
+    global average pooling in place of fully connected layers (so: no Linear layer at
+    all). x: (B, in_channels, 28|32, 28|32) -> (B, num_classes)."""
 
     def __init__(
         self, in_channels: int = 1, num_classes: int = 10, dropout: float = 0.5
@@ -201,11 +199,11 @@ class NiNSmall(nn.Module):
 
 
 class Inception(nn.Module):
-    """GoogLeNet's block: four parallel branches on the same input, concatenated on channels.
+    """GoogLeNet's block: four parallel branches on one input, concatenated on channels.
 
     b1: 1×1 → c1;  b2: 1×1 → c2[0], 3×3 → c2[1];  b3: 1×1 → c3[0], 5×5 → c3[1];
-    b4: 3×3 max-pool, 1×1 → c4. The 1×1 reductions before the 3×3 and 5×5 cut their cost.
-    (B, c_in, H, W) -> (B, c1 + c2[1] + c3[1] + c4, H, W).
+    b4: 3×3 max-pool, 1×1 → c4. The 1×1 reductions before the 3×3 and 5×5 cut their
+    cost. (B, c_in, H, W) -> (B, c1 + c2[1] + c3[1] + c4, H, W).
     """
 
     def __init__(
@@ -235,8 +233,9 @@ class Inception(nn.Module):
 
 
 class GoogLeNetSmall(nn.Module):
-    """A stem convolution, one Inception block at 14×14 and one at 7×7, global average pooling
-    and one linear layer. x: (B, in_channels, 28|32, 28|32) -> (B, num_classes)."""
+    """A stem convolution, one Inception block at 14×14 and one at 7×7, global average
+    pooling and one linear layer.
+    x: (B, in_channels, 28|32, 28|32) -> (B, num_classes)."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10):
         super().__init__()
@@ -259,14 +258,14 @@ class GoogLeNetSmall(nn.Module):
 
 
 class FastMNISTNet(nn.Module):
-    """The book's fast MNIST CNN: LeNet's two 5×5 "valid" convolutions (no padding, so the maps
-    shrink 28 → 24 and 12 → 8), wider (16 and 32 maps), each followed by a 2×2 max-pool and only
-    then by BatchNorm and ReLU. Pooling first means normalisation and activation touch 4× fewer
-    values (for ReLU alone the order does not matter: max-pooling commutes with any increasing
-    function; with BatchNorm in between it is a slightly different network, normalised on the
-    pooled maps). About 1.05 M multiply–adds and 18 k parameters.
-    `batchnorm=False` drops BatchNorm (biases come back), for ablations.
-    x: (B, in_channels, 28, 28) -> (B, num_classes)."""
+    """The book's fast MNIST CNN: LeNet's two 5×5 "valid" convolutions (no padding, so
+    the maps shrink 28 → 24 and 12 → 8), wider (16 and 32 maps), each followed by a 2×2
+    max-pool and only then by BatchNorm and ReLU. Pooling first means normalisation and
+    activation touch 4× fewer values (for ReLU alone the order does not matter:
+    max-pooling commutes with any increasing function; with BatchNorm in between it is a
+    slightly different network, normalised on the pooled maps). About 1.05 M
+    multiply–adds and 18 k parameters. `batchnorm=False` drops BatchNorm (biases come
+    back), for ablations. x: (B, in_channels, 28, 28) -> (B, num_classes)."""
 
     def __init__(
         self,
@@ -298,73 +297,6 @@ class FastMNISTNet(nn.Module):
         return self.net(x)
 
 
-def train_fast_mnist(
-    train: TensorData,
-    test: TensorData,
-    *,
-    epochs: int = 2,
-    batch_size: int = 256,
-    max_lr: float = 2e-2,
-    label_smoothing: float = 0.1,
-    weight_decay: float = 5e-4,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-    model: nn.Module | None = None,
-) -> dict:
-    """The fast MNIST recipe: `FastMNISTNet`, AdamW with a one-cycle schedule peaking at a high
-    `max_lr`, label smoothing, channels-last memory, in-memory batches (`dlcore.loader`) and
-    `dlcore.fit`. Only training is timed (the data is already loaded; building the loaders and
-    the final test evaluation are outside the clock).
-
-    `model` replaces `FastMNISTNet()`, for ablations; it must take (B, 1, 28, 28) and keeps the
-    initialisation it was built with (`seed` then only fixes the shuffling). Returns {"accuracy": test accuracy, "seconds": training wall time,
-    "history": History, "model": the trained model, "macs": multiply–adds per image}.
-    """
-    from .flops import count_macs
-
-    device = torch.device(device)
-    torch.manual_seed(seed)
-    model = FastMNISTNet() if model is None else model
-    model = model.to(device).to(
-        memory_format=torch.channels_last
-    )  # NHWC: faster CPU convs
-    train_loader = loader(
-        train, batch_size, shuffle=True, device=device, drop_last=True
-    )
-    test_loader = loader(test, 2000, device=device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=max_lr, weight_decay=weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=max_lr, total_steps=epochs * len(train_loader), pct_start=0.25
-    )
-
-    def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-
-    start = time.perf_counter()
-    history: History = fit(
-        model,
-        train_loader,
-        epochs=epochs,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        loss_fn=loss_fn,
-        device=device,
-        progress=progress,
-    )
-    seconds = time.perf_counter() - start
-    accuracy = evaluate(model, test_loader, device=device)["accuracy"]
-    return {
-        "accuracy": accuracy,
-        "seconds": seconds,
-        "history": history,
-        "model": model,
-        "macs": count_macs(model).macs,
-    }
-
-
 MODELS = {
     "LeNet-5": LeNet5,
     "AlexNet-small": AlexNetSmall,
@@ -373,4 +305,4 @@ MODELS = {
     "GoogLeNet-small": GoogLeNetSmall,
     "FastMNISTNet": FastMNISTNet,
 }
-"""The chapter's models by display name, each a class whose defaults fit 1×28×28 inputs."""
+"""The chapter's models by display name, each a class whose defaults fit 1×28×28."""
