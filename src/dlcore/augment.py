@@ -49,13 +49,9 @@ def _offsets(offset, b: int, name: str, device) -> torch.Tensor:
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images in [0, 255] -> float32 in [0, 1]; floating-point input is returned
-    as it is (float64 stays float64)."""
-    if x.dtype == torch.uint8:
-        return x.float().div_(255)
-    if not x.is_floating_point():
-        raise ValueError(f"x must be uint8 or floating point, got dtype {x.dtype}")
-    return x
+    """uint8 images in [0, 255] -> float32 in [0, 1]; any other input is returned as it
+    is (float64 stays float64)."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
 def channel_stats(
@@ -106,6 +102,8 @@ def normalize(
     to [0, 1] first); mean, std: C values (or one for all channels), every std > 0."""
     _check_images(x)
     x = to_float(x)
+    if not x.is_floating_point():
+        raise ValueError(f"x must be uint8 or floating point, got dtype {x.dtype}")
     mean, std = _channel_vector(mean, x, "mean"), _channel_vector(std, x, "std")
     return (x - mean) / std
 
