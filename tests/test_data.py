@@ -1,4 +1,5 @@
-"""Data: parsing (IDX and npz), checksums, atomic downloads, offline errors, the tensor loader."""
+"""Data: parsing (IDX and npz), checksums, atomic downloads, offline errors, the tensor
+loader."""
 
 import gzip
 import hashlib
@@ -35,7 +36,8 @@ def idx_labels(labels: np.ndarray) -> bytes:
 
 @pytest.fixture
 def tiny_mnist(tmp_path, monkeypatch):
-    """A 5-train / 3-test MNIST in IDX format, with the checksum table pointing at it."""
+    """A 5-train / 3-test MNIST in IDX format, with the checksum table pointing at
+    it."""
     rng = np.random.default_rng(0)
     arrays = {
         "train-images-idx3-ubyte": idx_images(rng.integers(0, 256, (5, 28, 28))),

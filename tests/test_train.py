@@ -1,4 +1,5 @@
-"""The training loop: it really learns, schedules, clips, resumes; checkpoints round-trip."""
+"""The training loop: it really learns, schedules, clips, resumes; checkpoints
+round-trip."""
 
 import pytest
 import torch

@@ -126,7 +126,10 @@ def show_images(
             continue
         img = images[i].permute(1, 2, 0)
         ax.imshow(
-            img.squeeze(-1), cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1
+            img.squeeze(-1).numpy(),
+            cmap="gray" if img.shape[-1] == 1 else None,
+            vmin=0,
+            vmax=1,
         )
         if labels is not None:
             ax.set_title(str(labels[i]), fontsize=8)

@@ -39,7 +39,9 @@ def conv2d_macs(
     """Multiply–adds of one image through a convolution: every one of the
     c_out·h_out·w_out outputs is a dot product of length (c_in/groups)·k_h·k_w.
     All sizes must be positive ints; groups must divide c_in and c_out."""
-    kh, kw = (k, k) if isinstance(k, int) else tuple(k)
+    if isinstance(k, (tuple, list)) and len(k) != 2:
+        raise ValueError(f"k must be an int or a pair (k_h, k_w), got {k!r}")
+    kh, kw = tuple(k) if isinstance(k, (tuple, list)) else (k, k)
     _positive(c_in=c_in, c_out=c_out, k_h=kh, k_w=kw, h_out=h_out, w_out=w_out)
     _positive(groups=groups)
     if c_in % groups or c_out % groups:
@@ -101,8 +103,9 @@ def _hook(report: FlopReport, name: str):
     return hook
 
 
-def _check_probe(model, input_shape) -> torch.device:
-    """The device to probe `model` on, after checking the arguments."""
+def _probe(model, input_shape) -> torch.Tensor:
+    """One all-zero example for `model` (its device and floating dtype), after checking
+    the arguments."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(input_shape, int) or not isinstance(input_shape, (tuple, list)):
@@ -111,8 +114,11 @@ def _check_probe(model, input_shape) -> torch.device:
             f"the batch axis; got {input_shape!r}"
         )
     _positive(**{f"input_shape[{i}]": n for i, n in enumerate(input_shape)})
-    tensor = next(model.parameters(), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
+    shape = [operator.index(n) for n in input_shape]
+    p = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if p is None:
+        return torch.zeros(1, *shape)
+    return torch.zeros(1, *shape, device=p.device, dtype=p.dtype)
 
 
 @torch.no_grad()
@@ -122,7 +128,7 @@ def count_macs(
     """Run one example of `input_shape` (C, H, W) through `model` with forward hooks on
     every Conv2d and Linear, and return the per-layer multiply–adds and the parameter
     count. A layer called twice is counted twice, as it costs twice."""
-    device = _check_probe(model, input_shape)
+    probe = _probe(model, input_shape)
     report = FlopReport(params=sum(p.numel() for p in model.parameters()))
     handles = [
         m.register_forward_hook(_hook(report, name))
@@ -132,7 +138,7 @@ def count_macs(
     was_training = model.training
     model.eval()  # BatchNorm must not update its running statistics on the probe
     try:
-        model(torch.zeros(1, *input_shape, device=device))
+        model(probe)
     finally:
         for handle in handles:
             handle.remove()
@@ -144,7 +150,7 @@ def count_macs(
 def torch_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> int:
     """PyTorch's own count (`FlopCounterMode`, 2 FLOPs per multiply–add) for one
     example, to check `count_macs` against an independent implementation."""
-    device = _check_probe(model, input_shape)
+    probe = _probe(model, input_shape)
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
@@ -152,7 +158,7 @@ def torch_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) ->
     counter = FlopCounterMode(display=False)
     try:
         with counter:
-            model(torch.zeros(1, *input_shape, device=device))
+            model(probe)
     finally:
         model.train(was_training)
     return counter.get_total_flops()
