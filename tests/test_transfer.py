@@ -1,4 +1,5 @@
-"""Transfer learning helpers: freezing really freezes, per-layer learning rates, heads, checkpoints."""
+"""Transfer learning helpers: freezing really freezes, per-layer learning rates, heads,
+checkpoints; edge cases (float64, size-1 dims, large |x|, zeros) and bad input."""
 
 import json
 from pathlib import Path
@@ -300,3 +301,139 @@ def test_balanced_subset_counts_nesting_and_seeds():
     )  # labels travel with their images
     with pytest.raises(ValueError, match="fewer than"):
         T.balanced_subset(data, 31)
+
+
+# ---------------------------------------------------------- edge cases and bad input
+
+
+def test_take_select_and_subset_name_their_bad_arguments():
+    data = toy_data(30)
+    with pytest.raises(TypeError, match="index"):
+        T.take(data, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="index"):
+        T.take(data, torch.tensor([0, 30]))
+    with pytest.raises(ValueError, match="index"):
+        T.take(data, torch.tensor([-1]))
+    with pytest.raises(ValueError, match="index"):
+        T.take(data, torch.zeros(2, 2, dtype=torch.long))
+    assert len(T.take(data, torch.tensor([], dtype=torch.long))) == 0
+    with pytest.raises(ValueError, match="classes"):
+        T.select_classes(data, ["a", "z"])
+    with pytest.raises(ValueError, match="classes"):
+        T.select_classes(data, ["a", "a"])
+    with pytest.raises(ValueError, match="classes"):
+        T.select_classes(data, "a")
+    with pytest.raises(ValueError, match="per_class"):
+        T.balanced_subset(data, 0)
+    one = T.balanced_subset(data, 1)  # size-1 per class
+    assert torch.equal(torch.bincount(one.y), torch.ones(3, dtype=torch.long))
+
+
+def test_frozen_batchnorm_float64_extremes_and_size_one_dims():
+    bn = nn.BatchNorm2d(1).double()
+    with torch.no_grad():
+        bn.weight.fill_(3.0)
+        bn.bias.fill_(-2.0)
+        bn.running_mean.fill_(1e6)
+        bn.running_var.fill_(1e-8)
+    frozen = T.freeze_batchnorm(bn).train()
+    x = 1e6 + torch.randn(
+        1, 1, 1, 1, dtype=torch.float64
+    )  # large |x|, B = C = H = W = 1
+    out = frozen(x)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, bn.eval()(x), rtol=1e-10, atol=1e-6)
+    torch.testing.assert_close(
+        out,
+        F.batch_norm(
+            x, bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps
+        ),
+    )
+    zero = T.FrozenBatchNorm(2, eps=0.0).double()  # unit variance: eps = 0 is fine
+    x2 = torch.randn(3, 2, dtype=torch.float64)
+    torch.testing.assert_close(zero(x2), x2)
+    with pytest.raises(ValueError, match="x must be"):
+        zero(torch.randn(3, 5))
+    with pytest.raises(ValueError, match="num_features"):
+        T.FrozenBatchNorm(0)
+    with pytest.raises(ValueError, match="eps"):
+        T.FrozenBatchNorm(3, eps=-1e-5)
+
+
+def test_heads_and_learning_rates_reject_bad_arguments():
+    net = small_net()
+    with pytest.raises(ValueError, match="head"):
+        T.replace_head(net, 4, head="classifier")
+    with pytest.raises(ValueError, match="num_classes"):
+        T.replace_head(net, 0)
+    assert T.replace_head(net, 1).out_features == 1  # one output is allowed
+    for lrs, word in [
+        ({"": -0.1}, "lrs"),
+        ({"fc": float("nan"), "": 0.1}, "lrs"),
+        ({"": float("inf")}, "lrs"),
+        ({}, "lrs"),
+    ]:
+        with pytest.raises(ValueError, match=word):
+            T.param_groups(net, lrs)
+    with pytest.raises(TypeError, match="lrs"):
+        T.param_groups(net, {"": "0.1"})
+    groups = T.param_groups(net, {"": 0.0})  # lr 0 is valid (the BatchNorm demo)
+    assert groups[0]["lr"] == 0.0
+    with pytest.raises(ValueError, match="decay"):
+        T.layerwise_lrs(["a", "b"], 0.1, 0.0)
+    with pytest.raises(ValueError, match="top_lr"):
+        T.layerwise_lrs(["a", "b"], -0.1, 2.0)
+    with pytest.raises(ValueError, match="prefixes"):
+        T.layerwise_lrs([], 0.1, 2.0)
+    assert T.layerwise_lrs(["fc"], 0.1, 10.0) == {"fc": 0.1}
+
+
+def test_extract_features_and_load_verified_reject_bad_input(tmp_path):
+    net = small_net()
+    with pytest.raises(ValueError, match="head"):
+        T.extract_features(net, [], head="nope")
+    with pytest.raises(ValueError, match="no batches"):
+        T.extract_features(net, [])
+    assert isinstance(net.fc, nn.Linear)  # restored after the error
+    with pytest.raises(ValueError, match="sha256"):
+        T.load_verified(tmp_path / "x.pt", net, "abc")
+
+
+def test_linear_probe_edge_cases():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(40) % 2
+    x = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    x[:, 0] = 5.0  # a constant feature: std 0, must not produce nan
+    x[:, 1] += 3 * y  # an informative one
+    acc = T.linear_probe(x, y, x, y)
+    assert acc > 0.8 and acc == acc
+    big = T.linear_probe(1e6 * x, y, 1e6 * x, y)  # standardisation removes the scale
+    assert big == pytest.approx(acc)
+    one_d = T.linear_probe(x[:, 1:2].float(), y, x[:, 1:2].float(), y)  # D = 1, float32
+    assert one_d > 0.8
+    with pytest.raises(ValueError, match="train_x and test_x"):
+        T.linear_probe(x, y, x[:, :2], y)
+    with pytest.raises(ValueError, match="train_y"):
+        T.linear_probe(x, y.double(), x, y)
+    with pytest.raises(ValueError, match="train_y"):
+        T.linear_probe(x, y - 1, x, y)
+    with pytest.raises(ValueError, match="test_y"):
+        T.linear_probe(x, y, x, y[:10])
+    with pytest.raises(ValueError, match="weight_decay"):
+        T.linear_probe(x, y, x, y, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="steps"):
+        T.linear_probe(x, y, x, y, steps=0)
+
+
+def test_linear_probe_standardises_with_augment_normalize(monkeypatch):
+    calls = []
+    real = T.normalize
+
+    def spy(x, mean, std):
+        calls.append(x.shape)
+        return real(x, mean, std)
+
+    monkeypatch.setattr(T, "normalize", spy)
+    x, y = torch.randn(10, 4), torch.arange(10) % 2
+    T.linear_probe(x, y, x[:6], y[:6], steps=2)
+    assert calls == [(10, 4, 1, 1), (6, 4, 1, 1)]

@@ -1,20 +1,25 @@
-"""Looking inside a trained network: hooks, saliency, Grad-CAM, training diagnostics, LR finder.
+"""Looking inside a trained network: hooks, saliency, Grad-CAM, diagnostics, LR finder.
 
-Named `interpret` (not `inspect`) so that it never shadows the standard library's `inspect`.
+Named `interpret` (not `inspect`) so that it never shadows the standard library's
+`inspect`. The network the chapter inspects, `GapCNN`, lives in `dlcore.models.gapcnn`.
 
-- `GapCNN`                a small CNN ending in conv → ReLU → global average pooling → linear,
-                          the shape for which Grad-CAM equals CAM (Zhou et al. 2016).
-- `record_activations`    forward hooks that keep the outputs of named modules.
-- `saliency`, `smoothgrad` vanilla gradient maps (Simonyan et al. 2014) and their noisy average
-                          (Smilkov et al. 2017).
-- `gradcam_map`, `GradCAM` Grad-CAM (Selvaraju et al. 2017) with a forward hook and a tensor hook.
-- `class_activation_map`  CAM (Zhou et al. 2016) from the last feature maps and the linear weights.
-- `randomized_copy`, `rank_correlation` the model-randomisation sanity check (Adebayo et al. 2018).
+- `record_activations`     forward hooks that keep the outputs of named modules.
+- `saliency`, `smoothgrad` vanilla gradient maps (Simonyan et al. 2014) and their noisy
+                           average (Smilkov et al. 2017).
+- `gradcam_map`, `GradCAM` Grad-CAM (Selvaraju et al. 2017) with a forward hook and a
+                           tensor hook.
+- `class_activation_map`   CAM (Zhou et al. 2016) from the last feature maps and the
+                           linear weights (signed, as in the paper: no ReLU).
+- `normalize_maps`         each map divided by its largest |value|; zero maps stay 0.
+- `randomized_copy`, `rank_correlation` the model-randomisation sanity check (Adebayo et
+                           al. 2018).
 - `grad_norms`, `dead_fraction`, `ActivationStats` per-layer gradient flow, dead ReLUs,
-                          activation statistics and histograms during training.
-- `lr_find`, `LRFinderResult` the learning-rate range test (Smith 2017; fastai's `lr_find`).
+                           activation statistics and histograms during training.
+- `lr_find`, `LRFinderResult` the learning-rate range test (Smith 2017; fastai's
+                           `lr_find`).
 
-Shapes: images x: (B, C, H, W); feature maps A: (B, K, h, w); maps returned: (B, h, w) or (B, H, W).
+Shapes: images x: (B, C, H, W); feature maps A: (B, K, h, w); maps (B, h, w) or
+(B, H, W).
 """
 
 from __future__ import annotations
@@ -31,13 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "GapCNN",
     "record_activations",
     "saliency",
     "smoothgrad",
     "gradcam_map",
     "GradCAM",
     "class_activation_map",
+    "normalize_maps",
     "randomized_copy",
     "rank_correlation",
     "grad_norms",
@@ -48,40 +53,32 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------- a network made to be inspected
+def _submodules(
+    model: nn.Module, names: Iterable[str], arg: str
+) -> dict[str, nn.Module]:
+    """{name: sub-module} for each name; a ValueError names `arg` and a missing name."""
+    if isinstance(names, str):
+        raise TypeError(
+            f"{arg} must be a list of module names, not the string {names!r}"
+        )
+    modules = dict(model.named_modules())
+    found = {}
+    for n in names:
+        if n not in modules:
+            some = ", ".join(repr(k) for k in list(modules)[1:6])
+            raise ValueError(
+                f"{arg}: the model has no sub-module {n!r} (it has {some}, …)"
+            )
+        found[n] = modules[n]
+    return found
 
 
-class GapCNN(nn.Module):
-    """conv(5×5)-ReLU-pool → conv-ReLU-pool → conv-ReLU → … → global average pool → linear
-    (with `batchnorm`, every conv is followed by BatchNorm before its ReLU).
-
-    `features` ends in a ReLU, so `features(x)` are the maps A: (B, widths[-1], H/4, W/4) that
-    the global average pool reduces to (B, widths[-1]) and `classifier` maps to logits.
-    x: (B, in_channels, H, W) -> (B, num_classes).
-    """
-
-    def __init__(
-        self,
-        in_channels: int = 3,
-        num_classes: int = 10,
-        widths: tuple[int, ...] = (32, 64, 128),
-        first_kernel: int = 5,
-        batchnorm: bool = False,
-    ):
-        super().__init__()
-        layers, c = [], in_channels
-        for i, w in enumerate(widths):
-            k = first_kernel if i == 0 else 3
-            layers.append(nn.Conv2d(c, w, k, padding=k // 2, bias=not batchnorm))
-            layers += [nn.BatchNorm2d(w), nn.ReLU()] if batchnorm else [nn.ReLU()]
-            if i < min(2, len(widths) - 1):  # two 2×2 pools at most: 32×32 -> 8×8 maps
-                layers.append(nn.MaxPool2d(2))
-            c = w
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(c, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).mean(dim=(2, 3)))
+def _check_images(x: torch.Tensor, arg: str = "x") -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{arg} must be a (B, C, H, W) tensor, got {shape}")
+    if len(x) == 0:
+        raise ValueError(f"{arg} is an empty batch")
 
 
 # ---------------------------------------------------------------- forward hooks
@@ -92,14 +89,16 @@ def record_activations(
     model: nn.Module, names: Iterable[str]
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Within the block, every forward pass stores the output of each named sub-module
-    (`dict(model.named_modules())[name]`) in the yielded dict, detached. Hooks are removed on exit."""
-    modules = dict(model.named_modules())
+    (`dict(model.named_modules())[name]`) in the yielded dict, detached and copied (so
+    a later in-place op such as `ReLU(inplace=True)` cannot change it). Hooks are
+    removed on exit."""
+    modules = _submodules(model, names, "names")
     store: dict[str, torch.Tensor] = {}
     handles = [
-        modules[n].register_forward_hook(
-            lambda m, i, out, n=n: store.__setitem__(n, out.detach())
+        m.register_forward_hook(
+            lambda m, i, out, n=n: store.__setitem__(n, out.detach().clone())
         )
-        for n in names
+        for n, m in modules.items()
     ]
     try:
         yield store
@@ -108,17 +107,27 @@ def record_activations(
             h.remove()
 
 
-# ---------------------------------------------------------------- gradients with respect to the input
+# ---------------------------------------------------------------- input gradients
 
 
 def _targets(logits: torch.Tensor, target) -> torch.Tensor:
+    """target: None (the predicted class), an int or (B,) classes -> (B,) int64."""
+    n, k = logits.shape
     if target is None:
         return logits.argmax(dim=1)
+    if isinstance(target, bool) or (
+        isinstance(target, torch.Tensor) and target.is_floating_point()
+    ):
+        raise TypeError(f"target must be None, an int or (B,) ints, not {target!r}")
     if isinstance(target, int):
-        return torch.full(
-            (len(logits),), target, dtype=torch.long, device=logits.device
-        )
-    return torch.as_tensor(target, device=logits.device).long()
+        t = torch.full((n,), target, dtype=torch.long, device=logits.device)
+    else:
+        t = torch.as_tensor(target, device=logits.device).long().reshape(-1)
+        if len(t) != n:
+            raise ValueError(f"target has {len(t)} classes for a batch of {n}")
+    if len(t) and (t.min() < 0 or t.max() >= k):
+        raise ValueError(f"target must be classes in 0..{k - 1}, got {t.tolist()}")
+    return t
 
 
 def _input_gradient(
@@ -134,8 +143,10 @@ def _input_gradient(
 
 def saliency(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
     """Vanilla gradient map (Simonyan et al. 2014): max over channels of |∂ y_c / ∂ x|.
-    x: (B, C, H, W); target: None (the predicted class), an int or (B,) classes -> (B, H, W).
-    Samples do not interact (call `model.eval()` first if it has BatchNorm/Dropout)."""
+    x: (B, C, H, W); target: None (the predicted class), an int or (B,) classes
+    -> (B, H, W), in x's dtype. Samples do not interact (call `model.eval()` first if it
+    has BatchNorm/Dropout)."""
+    _check_images(x)
     grad, _ = _input_gradient(model, x, target)
     return grad.abs().amax(dim=1)
 
@@ -149,17 +160,22 @@ def smoothgrad(
     noise: float = 0.15,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """SmoothGrad (Smilkov et al. 2017): the gradient averaged over `samples` copies of x with
-    Gaussian noise of std `noise` × (max − min of each image), then max over channels of |·|.
-    The class is fixed from the clean input. x: (B, C, H, W) -> (B, H, W)."""
+    """SmoothGrad (Smilkov et al. 2017): the gradient averaged over `samples` copies
+    of x with Gaussian noise of std `noise` × (max − min of each image), then max over
+    channels of |·|. The class is fixed from the clean input.
+    x: (B, C, H, W) -> (B, H, W)."""
+    _check_images(x)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be an int >= 1, not {samples!r}")
+    if not noise >= 0:  # also refuses nan
+        raise ValueError(f"noise must be >= 0, not {noise!r}")
     with torch.no_grad():
         t = _targets(model(x), target)
     span = x.amax(dim=(1, 2, 3), keepdim=True) - x.amin(dim=(1, 2, 3), keepdim=True)
     total = torch.zeros_like(x)
     for _ in range(samples):
-        eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(
-            x.device
-        )  # generator on the CPU
+        # drawn on the CPU (where `generator` lives), then moved
+        eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
         total += _input_gradient(model, x + noise * span * eps, t)[0]
     return (total / samples).abs().amax(dim=1)
 
@@ -169,7 +185,13 @@ def smoothgrad(
 
 def gradcam_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
     """Grad-CAM from feature maps A and ∂y_c/∂A, both (B, K, h, w):
-    α_k = mean_ij ∂y_c/∂A_kij (one weight per channel), map = ReLU(Σ_k α_k A_k) -> (B, h, w)."""
+    α_k = mean_ij ∂y_c/∂A_kij (one weight per channel), map = ReLU(Σ_k α_k A_k)
+    -> (B, h, w)."""
+    if activations.dim() != 4 or activations.shape != gradients.shape:
+        raise ValueError(
+            "activations and gradients must both be (B, K, h, w), got "
+            f"{tuple(activations.shape)} and {tuple(gradients.shape)}"
+        )
     alpha = gradients.mean(dim=(2, 3), keepdim=True)
     return F.relu((alpha * activations).sum(dim=1))
 
@@ -177,28 +199,65 @@ def gradcam_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Ten
 def class_activation_map(
     activations: torch.Tensor, weight: torch.Tensor, target: torch.Tensor
 ) -> torch.Tensor:
-    """CAM (Zhou et al. 2016) for a network `linear(GAP(A))`: ReLU(Σ_k w_{c,k} A_k).
-    activations A: (B, K, h, w); weight: (classes, K) of the linear layer; target: (B,) -> (B, h, w)."""
-    return F.relu(torch.einsum("bk,bkhw->bhw", weight[target], activations))
+    """CAM (Zhou et al. 2016) for a network `linear(GAP(A))`: M_c = Σ_k w_{c,k} A_k,
+    signed as in the paper (no ReLU; Grad-CAM adds one). activations A: (B, K, h, w);
+    weight: (classes, K) of the linear layer; target: (B,) classes -> (B, h, w)."""
+    if activations.dim() != 4:
+        raise ValueError(
+            f"activations must be (B, K, h, w), got {tuple(activations.shape)}"
+        )
+    if weight.dim() != 2 or weight.shape[1] != activations.shape[1]:
+        raise ValueError(
+            f"weight must be (classes, {activations.shape[1]}), "
+            f"got {tuple(weight.shape)}"
+        )
+    t = torch.as_tensor(target, device=weight.device).long().reshape(-1)
+    if len(t) != len(activations):
+        raise ValueError(
+            f"target has {len(t)} classes for a batch of {len(activations)}"
+        )
+    if len(t) and (t.min() < 0 or t.max() >= len(weight)):
+        raise ValueError(f"target must be classes in 0..{len(weight) - 1}")
+    return torch.einsum("bk,bkhw->bhw", weight[t], activations)
+
+
+def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Each map (B, ...) divided by its largest |value|, so that maps of different
+    images share one colour scale ([0, 1] for maps ≥ 0). A map that is 0 everywhere
+    (e.g. Grad-CAM with zero gradients) stays 0 instead of becoming nan."""
+    if maps.dim() < 2:
+        raise ValueError(f"maps must be (B, ...) with B maps, got {tuple(maps.shape)}")
+    peak = maps.abs().flatten(1).amax(dim=1).view(-1, *([1] * (maps.dim() - 1)))
+    return torch.where(peak > 0, maps / torch.where(peak > 0, peak, 1), 0.0)
 
 
 class GradCAM:
     """Grad-CAM at one layer, written with hooks.
 
-    A forward hook on `layer` keeps its output A and registers a tensor hook on it; the backward
-    pass of y_c (run with `inputs=[A]`, so no parameter `.grad` is touched) calls that hook with
-    ∂y_c/∂A. Use as a context manager (or call `remove()`) to take the hooks off.
-    `cam(x, target)` -> (maps (B, h, w), logits (B, classes)); `upsample=True` gives (B, H, W).
+    A forward hook on `layer` keeps its output A and registers a tensor hook on it; the
+    backward pass of y_c (run with `inputs=[A]`, so no parameter `.grad` is touched)
+    calls that hook with ∂y_c/∂A. The hook hands the rest of the network a copy of A, so
+    an in-place op after the layer (`ReLU(inplace=True)`) cannot overwrite A. Use as a
+    context manager (or call `remove()`) to take the hooks off.
+    `cam(x, target)` -> (maps (B, h, w), logits (B, classes)); `upsample=True` gives
+    (B, H, W).
     """
 
     def __init__(self, model: nn.Module, layer: nn.Module):
+        if not isinstance(layer, nn.Module) or not any(
+            m is layer for m in model.modules()
+        ):
+            raise ValueError("layer must be a sub-module of model")
         self.model, self.activations, self.gradients = model, None, None
         self._handle = layer.register_forward_hook(self._forward_hook)
 
-    def _forward_hook(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
+    def _forward_hook(self, module: nn.Module, inputs, output: torch.Tensor):
+        if not isinstance(output, torch.Tensor) or output.dim() != 4:
+            raise ValueError("GradCAM needs a layer whose output is (B, K, h, w)")
         self.activations = output
         if output.requires_grad:
             output.register_hook(self._save_gradient)
+        return output.clone()  # downstream in-place ops modify the copy, not A
 
     def _save_gradient(self, grad: torch.Tensor) -> None:
         self.gradients = grad
@@ -206,13 +265,19 @@ class GradCAM:
     def __call__(
         self, x: torch.Tensor, target=None, *, upsample: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        with (
-            torch.enable_grad()
-        ):  # x requires grad so that A does even in a frozen model
+        _check_images(x)
+        self.activations = self.gradients = None
+        # x requires grad so that A does even in a frozen model
+        with torch.enable_grad():
             logits = self.model(x.detach().requires_grad_(True))
+            if self.activations is None:
+                raise RuntimeError("the hooked layer was not used in the forward pass")
             t = _targets(logits, target)
             logits.gather(1, t[:, None]).sum().backward(inputs=[self.activations])
-        maps = gradcam_map(self.activations.detach(), self.gradients)
+        grads = self.gradients
+        if grads is None:  # y_c does not depend on A
+            grads = torch.zeros_like(self.activations)
+        maps = gradcam_map(self.activations.detach(), grads)
         if upsample:
             maps = F.interpolate(
                 maps[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False
@@ -234,10 +299,15 @@ class GradCAM:
 
 
 def randomized_copy(model: nn.Module, names: Iterable[str], seed: int = 0) -> nn.Module:
-    """A deep copy of `model` whose named sub-modules have freshly initialised parameters
-    (`reset_parameters()`), as in the model-randomisation test of Adebayo et al. (2018)."""
+    """A deep copy of `model` whose named sub-modules have freshly initialised
+    parameters (`reset_parameters()`), as in the model-randomisation test of Adebayo et
+    al. (2018)."""
+    names = list(_submodules(model, names, "names"))
     clone = copy.deepcopy(model)
     modules = dict(clone.named_modules())
+    for n in names:
+        if not hasattr(modules[n], "reset_parameters"):
+            raise ValueError(f"names: {n!r} has no reset_parameters()")
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
@@ -249,7 +319,7 @@ def randomized_copy(model: nn.Module, names: Iterable[str], seed: int = 0) -> nn
 
 
 def _average_ranks(flat: torch.Tensor) -> torch.Tensor:
-    """Ranks 0 … N−1 of each row of (B, N); tied values share the mean of their ranks."""
+    """Ranks 0 … N−1 of each row of (B, N); ties share the mean of their ranks."""
     ranks = torch.empty(flat.shape, dtype=torch.float64, device=flat.device)
     values, order = flat.sort(dim=1)
     for i in range(len(flat)):
@@ -262,9 +332,16 @@ def _average_ranks(flat: torch.Tensor) -> torch.Tensor:
 
 
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman rank correlation between maps, one per sample: a, b: (B, ...) -> (B,), float64.
-    Ties get their average rank (as in `scipy.stats.spearmanr`); a constant map has no ranking,
-    and its correlation is reported as 0."""
+    """Spearman rank correlation between maps, one per sample: a, b: (B, ...) -> (B,),
+    float64. Ties get their average rank (as in `scipy.stats.spearmanr`); a constant map
+    has no ranking, and its correlation is reported as 0 (scipy gives nan)."""
+    if a.shape != b.shape or a.dim() < 2 or a[0].numel() < 2:
+        raise ValueError(
+            "a and b must have the same shape (B, ...) with at least 2 values per map, "
+            f"got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    if a.isnan().any() or b.isnan().any():
+        raise ValueError("a and b must not contain nan (a nan has no rank)")
     ra, rb = (
         _average_ranks(a.reshape(len(a), -1)),
         _average_ranks(b.reshape(len(b), -1)),
@@ -280,7 +357,8 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def grad_norms(model: nn.Module, *, weights_only: bool = True) -> dict[str, float]:
-    """‖∂L/∂θ‖₂ of each parameter after a backward pass (biases skipped when `weights_only`)."""
+    """‖∂L/∂θ‖₂ of each parameter after a backward pass (biases skipped when
+    `weights_only`)."""
     return {
         n: p.grad.norm().item()
         for n, p in model.named_parameters()
@@ -291,17 +369,23 @@ def grad_norms(model: nn.Module, *, weights_only: bool = True) -> dict[str, floa
 def dead_fraction(activations: torch.Tensor) -> float:
     """Fraction of units never active (output ≤ 0 for every sample of the batch).
     A unit is a channel: activations (B, C, ...) -> a float in [0, 1]."""
+    if activations.dim() < 2 or activations.shape[1] == 0 or len(activations) == 0:
+        raise ValueError(
+            "activations must be (B, C, ...) with B, C >= 1, "
+            f"got {tuple(activations.shape)}"
+        )
     per_unit = activations.transpose(0, 1).reshape(activations.shape[1], -1)
     return (per_unit.amax(dim=1) <= 0).float().mean().item()
 
 
 @dataclass
 class ActivationStats:
-    """Forward hooks on named modules that record, at every forward pass in training mode (or
-    every pass if `train_only=False`): mean, std, dead fraction and a histogram over `bins`.
+    """Forward hooks on named modules that record, at every forward pass in training
+    mode (or every pass if `train_only=False`; every `every`-th pass): mean, std, dead
+    fraction and a histogram over `bins`.
 
-    After training: `stats[name]["mean" | "std" | "dead"]` are lists (one value per pass) and
-    `stats[name]["hist"]` a (passes, len(bins) − 1) array of counts."""
+    After training: `stats[name]["mean" | "std" | "dead"]` are lists (one value per
+    pass) and `stats[name]["hist"]` a (passes, len(bins) − 1) array of counts."""
 
     model: nn.Module
     names: list[str]
@@ -311,7 +395,17 @@ class ActivationStats:
     stats: dict = field(init=False)
 
     def __post_init__(self) -> None:
-        modules = dict(self.model.named_modules())
+        if (
+            isinstance(self.every, bool)
+            or not isinstance(self.every, int)
+            or self.every < 1
+        ):
+            raise ValueError(f"every must be an int >= 1, not {self.every!r}")
+        bins = np.asarray(self.bins, dtype=float)
+        if bins.ndim != 1 or len(bins) < 2 or not np.all(np.diff(bins) > 0):
+            raise ValueError("bins must be at least 2 increasing edges")
+        self.names = list(self.names)
+        modules = _submodules(self.model, self.names, "names")
         self.stats = {
             n: {"mean": [], "std": [], "dead": [], "hist": []} for n in self.names
         }
@@ -356,14 +450,15 @@ class ActivationStats:
         self.remove()
 
 
-# ---------------------------------------------------------------- the learning-rate range test
+# ---------------------------------------------------------------- the LR range test
 
 
 @dataclass
 class LRFinderResult:
-    """lrs and losses of every step; `smoothed`: the bias-corrected moving average of the loss;
-    `suggestion`: (lr at the minimum of `smoothed`) / 10; `steepest`: lr where `smoothed` falls
-    fastest (per decade of lr) before its minimum; `diverged`: stopped because the loss exploded."""
+    """lrs and losses of every step; `smoothed`: the bias-corrected moving average of
+    the loss; `suggestion`: (lr at the minimum of `smoothed`) / 10; `steepest`: lr where
+    `smoothed` falls fastest (per decade of lr) before its minimum; `diverged`: stopped
+    because the loss exploded."""
 
     lrs: np.ndarray
     losses: np.ndarray
@@ -415,14 +510,25 @@ def lr_find(
 ) -> LRFinderResult:
     """The learning-rate range test (Smith 2017; fastai's `lr_find`).
 
-    Trains on `loader` for up to `steps` mini-batches while the learning rate grows exponentially,
-    lr_t = start_lr · (end_lr / start_lr)^(t / (steps − 1)), recording the loss of each step.
-    Stops early when the smoothed loss exceeds `diverge` × its minimum. `optimizer_fn(params, lr)`
-    builds the optimiser (default: SGD with momentum 0.9). The model's weights, buffers and
-    train/eval mode are restored afterwards, so the test leaves no trace. `progress`: a tqdm bar.
+    Trains on `loader` for up to `steps` mini-batches while the learning rate grows
+    exponentially, lr_t = start_lr · (end_lr / start_lr)^(t / (steps − 1)), recording
+    the loss of each step. Stops early when the smoothed loss exceeds `diverge` × its
+    minimum. `optimizer_fn(params, lr)` builds the optimiser (default: SGD with momentum
+    0.9). The model's weights, buffers and train/eval mode are restored afterwards, so
+    the test leaves no trace. `progress`: a tqdm bar.
     """
     from .train import progress as progress_bar
 
+    if not 0 < start_lr < end_lr < math.inf:
+        raise ValueError(
+            f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}"
+        )
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise ValueError(f"steps must be an int >= 2, not {steps!r}")
+    if not 0 <= beta < 1:
+        raise ValueError(f"beta must be in [0, 1), not {beta}")
+    if not diverge > 1:
+        raise ValueError(f"diverge must be > 1, not {diverge}")
     optimizer_fn = optimizer_fn or (
         lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9)
     )
@@ -436,7 +542,12 @@ def lr_find(
 
     def batches():
         while True:  # cycle through the loader as often as needed
-            yield from loader
+            empty = True
+            for batch in loader:
+                empty = False
+                yield batch
+            if empty:
+                raise ValueError("loader yielded no batches")
 
     bar = progress_bar(total=steps, desc="lr_find", disable=not progress)
     try:

@@ -1,16 +1,21 @@
 """Pretrain the backbone of the transfer-learning chapter, once, and ship it.
 
-A small CIFAR ResNet (`dlcore.models.resnet.resnet(8, width=16)`, 78 k parameters) is trained on the
-six *animal* classes of CIFAR-10 (bird, cat, deer, dog, frog, horse; 30 000 training images). The
-chapter `06_transfer_learning.ipynb` then transfers it to the four *vehicle* classes, which this
-script never sees. Outputs, next to this file:
+A small CIFAR ResNet (`dlcore.models.resnet.resnet(8, width=16)`, 78 k parameters) is
+trained on the six *animal* classes of CIFAR-10 (bird, cat, deer, dog, frog, horse;
+30 000 training images), for a fixed number of epochs with a fixed schedule: nothing is
+selected on any held-out data (no early stopping, no "best" epoch). The per-epoch curve
+that `fit` records as `val_*` is measured on the animal *test* images, and the last
+epoch's value is the recorded test accuracy. The chapter `06_transfer_learning.ipynb`
+then transfers the network to the four *vehicle* classes, which this script never sees.
+Outputs, next to this file:
 
-- `resnet_cifar_animals.pt`   the checkpoint (`dlcore.save_checkpoint`; loads with weights_only=True)
-- `resnet_cifar_animals.json` how it was made: command, data, epochs, accuracy, wall time, sha256
+- `resnet_cifar_animals.pt`   the checkpoint (`dlcore.save_checkpoint`, weights only)
+- `resnet_cifar_animals.json` how it was made: command, data, epochs, accuracy, sha256
 
 Run from the repository root (about 5 min on 2 CPU cores; seconds on a GPU):
 
-    DLCORE_DATA=../shared/data .venv/bin/python notebooks/part2_cnn/checkpoints/pretrain_backbone.py
+    DLCORE_DATA=../shared/data .venv/bin/python \
+        notebooks/part2_cnn/checkpoints/pretrain_backbone.py
 """
 
 from __future__ import annotations
@@ -67,7 +72,8 @@ def main() -> None:
         )
         train, test = take(train, keep[0]), take(test, keep[1])
     print(
-        f"data: {train.source}; {len(train)} train / {len(test)} test images of {ANIMALS}"
+        f"data: {train.source}; {len(train)} train / {len(test)} test images "
+        f"of {ANIMALS}"
     )
 
     model = resnet(ARCH["depth"], width=ARCH["width"], num_classes=len(ANIMALS))
@@ -101,7 +107,7 @@ def main() -> None:
         optimizer=optimizer,
         scheduler=scheduler,
         loss_fn=lambda out, y: F.cross_entropy(out, y, label_smoothing=0.1),
-        val_loader=test_loader,
+        val_loader=test_loader,  # a record of the run only: nothing is chosen on it
         device=device,
     )
     test_accuracy = history.last("val_accuracy")
@@ -124,11 +130,15 @@ def main() -> None:
         "bytes": args.out.stat().st_size,
         "command": " ".join(
             [
-                "DLCORE_DATA=../shared/data .venv/bin/python notebooks/part2_cnn/checkpoints/pretrain_backbone.py",
+                "DLCORE_DATA=../shared/data .venv/bin/python",
+                "notebooks/part2_cnn/checkpoints/pretrain_backbone.py",
                 *map(shlex.quote, sys.argv[1:]),
             ]
         ),
-        "model": f"dlcore.models.resnet.resnet({ARCH['depth']}, width={ARCH['width']}, num_classes={len(ANIMALS)})",
+        "model": (
+            f"dlcore.models.resnet.resnet({ARCH['depth']}, width={ARCH['width']}, "
+            f"num_classes={len(ANIMALS)})"
+        ),
         "parameters": sum(p.numel() for p in model.parameters()),
         "data": {"train": train.source, "test": test.source},
         "classes": ANIMALS,
@@ -136,8 +146,13 @@ def main() -> None:
         "test_images": len(test),
         "epochs": args.epochs,
         "batch_size": args.batch,
-        "optimizer": f"SGD(momentum=0.9, nesterov, weight_decay={args.weight_decay}), one-cycle peak lr {args.lr}",
-        "augmentation": "random crop (pad 4, reflect) + horizontal flip; label smoothing 0.1",
+        "optimizer": (
+            f"SGD(momentum=0.9, nesterov, weight_decay={args.weight_decay}), "
+            f"one-cycle peak lr {args.lr}"
+        ),
+        "augmentation": (
+            "random crop (pad 4, reflect) + horizontal flip; label smoothing 0.1"
+        ),
         "train_accuracy_last_epoch": round(history.last("train_accuracy"), 4),
         "test_accuracy": round(test_accuracy, 4),
         "training_seconds": round(history.seconds, 1),
