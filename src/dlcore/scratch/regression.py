@@ -304,8 +304,8 @@ def add_bias_column(X: Tensor) -> Tensor:
 def normal_equations(X: Tensor, y: Tensor, l2: float = 0.0) -> tuple[Tensor, Tensor]:
     """Least squares in closed form. X: (N, D), y: (N,) -> (w: (D,), b: scalar).
 
-    Solves (AᵀA + λI′) θ = Aᵀy with A = [1 | X] and θ = (b, w); I′ leaves the bias
-    unpenalised, λ = `l2` ≥ 0. `torch.linalg.solve` (an LU factorisation) is used
+    Solves (AᵀA + αI′) θ = Aᵀy with A = [1 | X] and θ = (b, w); I′ leaves the bias
+    unpenalised, α = `l2` ≥ 0. `torch.linalg.solve` (an LU factorisation) is used
     rather than forming the inverse, which is slower and less accurate.
     """
     _check_design(X, y)
