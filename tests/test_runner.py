@@ -144,6 +144,24 @@ def test_displayed_module_change_makes_the_page_stale(
     assert runner.problems(nb) == [] and runner.stale_notebooks(root) == {}
 
 
+def test_a_module_edited_during_the_run_is_not_stamped(
+    tmp_path, monkeypatch, extra_dlcore_modules
+):
+    monkeypatch.setenv("DLCORE_PROFILE", "smoke")
+    (extra_dlcore_modules / "shown.py").write_text("A = 1\n")
+    (extra_dlcore_modules / "imported.py").write_text("B = 1\n")
+    path = new_notebook(
+        tmp_path / "edit.ipynb",
+        KERNEL_PATH_SETUP.format(folder=str(extra_dlcore_modules)),
+        f"open({str(extra_dlcore_modules / 'imported.py')!r}, 'w').write('B = 2')",
+    )
+    stamp = runner.run_notebook(path, profile="full", timeout=120)
+    assert stamp["dlcore_modules"]["dlcore.imported"] == runner.EDITED_DURING_RUN
+    assert stamp["dlcore_modules"]["dlcore.shown"] != runner.EDITED_DURING_RUN
+    assert runner.changed_modules(stamp) == ["dlcore.imported"]
+    assert runner.changed_modules(stamp, ["dlcore.shown"]) == []
+
+
 def test_missing_toc_entry_is_reported(tmp_path):
     (tmp_path / "notebooks").mkdir()
     new_notebook(tmp_path / "notebooks" / "a.ipynb", "1")

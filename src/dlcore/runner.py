@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 
 from .runtime import PROFILES
-from .source import current_module_digests
+from .source import current_module_digests, module_digest
 
 PROBE_MARK = "DLCORE-STAMP:"
+EDITED_DURING_RUN = "edited during the run"
 # Runs in the kernel after the chapter's last cell; the cell is removed before saving.
 PROBE = f"""
 import json as _json, platform as _platform, sys as _sys
@@ -147,6 +148,19 @@ def problems(nb) -> list[str]:
     return found
 
 
+def package_digests() -> dict[str, str]:
+    """{module: digest} for every .py file of the `dlcore` package (all `__path__`)."""
+    import dlcore
+
+    digests = {}
+    for folder in map(Path, dlcore.__path__):
+        for file in sorted(folder.rglob("*.py")):
+            parts = ("dlcore", *file.relative_to(folder).with_suffix("").parts)
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            digests[name] = module_digest(file)
+    return digests
+
+
 def _read_probe(cell) -> dict:
     for out in cell.get("outputs", []):
         text = out.get("text", "")
@@ -169,6 +183,7 @@ def execute(
         raise ValueError(f"profile {profile!r} is not one of {', '.join(PROFILES)}")
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
+    before = package_digests()  # a module edited during the run would be mis-stamped
     os.environ["DLCORE_PROFILE"] = profile  # the kernel inherits it
     start = time.perf_counter()
     client = NotebookClient(
@@ -188,6 +203,13 @@ def execute(
         raise
     wall = time.perf_counter() - start
     kernel = _read_probe(nb.cells.pop())
+    for name, digest in kernel["dlcore_modules"].items():
+        if before.get(name, digest) != digest:
+            # Which version the kernel imported is unknown: record that, so the page is
+            # listed by `--stale` (and fails the freshness test if it shows the source).
+            kernel["dlcore_modules"][name] = EDITED_DURING_RUN
+            print(f"  warning: {name} changed during the run; run {path} again",
+                  file=sys.stderr, flush=True)  # fmt: skip
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = tidy_streams(cell.outputs)
