@@ -29,6 +29,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from interleave import describe, ratio_stats  # benchmarks/interleave.py
 from torch import nn
 
 import dlcore
@@ -78,11 +79,6 @@ def timed(fn, *args) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, q2, q3
-
-
 def main() -> None:
     train = dlcore.load("mnist").subset(BLOCK * BATCH)
     sides = {}
@@ -107,7 +103,7 @@ def main() -> None:
     rounds = len(wall["bare"])
     ratios = [b / d for b, d in zip(wall["bare"], wall["dlcore"])]  # throughput ratio
     cpu_ratios = [b / d for b, d in zip(cpu["bare"], cpu["dlcore"])]
-    q1, med, q3 = quartiles(ratios)
+    stats = ratio_stats(ratios, cpu_ratios, digits=3)
     images = BLOCK * BATCH
     for name in ("bare", "dlcore"):
         w, c = statistics.median(wall[name]), statistics.median(cpu[name])
@@ -116,20 +112,13 @@ def main() -> None:
             f"({images / w:,.0f} images/s wall)"
         )
     print(
-        f"dlcore/bare throughput over {rounds} rounds of {BLOCK} steps: median "
-        f"{med:.3f}, IQR {q1:.3f}–{q3:.3f}, min–max {min(ratios):.3f}–{max(ratios):.3f}"
-        f"; by CPU time: median {statistics.median(cpu_ratios):.3f}"
+        f"dlcore/bare throughput over {rounds} rounds of {BLOCK} steps: "
+        + describe(stats, digits=3)
     )
     print(
         json.dumps(
             {
-                "ratio": round(med, 4),
-                "ratio_q25": round(q1, 4),
-                "ratio_q75": round(q3, 4),
-                "ratio_min": round(min(ratios), 4),
-                "ratio_max": round(max(ratios), 4),
-                "cpu_ratio": round(statistics.median(cpu_ratios), 4),
-                "rounds": rounds,
+                **stats,
                 "steps_per_block": BLOCK,
                 "batch_size": BATCH,
                 "bare_wall_s": round(sum(wall["bare"]), 3),

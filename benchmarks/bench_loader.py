@@ -23,6 +23,7 @@ import time
 
 import torch
 import torchvision
+from interleave import describe, ratio_stats  # benchmarks/interleave.py
 from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
@@ -93,7 +94,7 @@ def main() -> None:
     cpu_speed = {n: [i / c for _, c, i in runs[n]] for n in runs}
     ratios = [m / t for m, t in zip(speed["memory"], speed["tutorial"])]
     cpu_ratios = [m / t for m, t in zip(cpu_speed["memory"], cpu_speed["tutorial"])]
-    q1, med, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    stats = ratio_stats(ratios, cpu_ratios, digits=1)
     ms_per_epoch = {n: 60000e3 / statistics.median(speed[n]) for n in runs}
     cpu_ms_per_epoch = {n: 60000e3 / statistics.median(cpu_speed[n]) for n in runs}
     print(
@@ -102,21 +103,11 @@ def main() -> None:
         f"{ms_per_epoch['tutorial']:.0f} ms/epoch wall, "
         f"{cpu_ms_per_epoch['tutorial']:.0f} ms CPU (medians; epoch = 60,000 images)"
     )
-    print(
-        f"speed ratio over {len(ratios)} rounds: median {med:.1f}, "
-        f"IQR {q1:.1f}–{q3:.1f}, min–max {min(ratios):.1f}–{max(ratios):.1f}; "
-        f"by CPU time: median {statistics.median(cpu_ratios):.1f}"
-    )
+    print(f"speed ratio over {len(ratios)} rounds: " + describe(stats, digits=1))
     print(
         json.dumps(
             {
-                "ratio": round(med, 1),
-                "ratio_q25": round(q1, 1),
-                "ratio_q75": round(q3, 1),
-                "ratio_min": round(min(ratios), 1),
-                "ratio_max": round(max(ratios), 1),
-                "cpu_ratio": round(statistics.median(cpu_ratios), 1),
-                "rounds": len(ratios),
+                **stats,
                 "loader_seconds": round(ms_per_epoch["memory"] / 1e3, 4),
                 "loader_cpu_seconds": round(cpu_ms_per_epoch["memory"] / 1e3, 4),
                 "dataloader_seconds": round(ms_per_epoch["tutorial"] / 1e3, 3),
