@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_scratch_layers import _TORCH_ACTS  # the torch reference of each activation
 
 from dlcore.scratch import layers as L
 from dlcore.scratch import regression as R
@@ -665,16 +666,6 @@ def test_optimisers_match_torch_with_zero_and_huge_gradients(make_ours, make_tor
 
 
 # ====================================================== layers: the activation gallery
-
-_TORCH_ACTS = {
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-    "leaky_relu": lambda x: F.leaky_relu(x, 0.01),
-    "gelu": F.gelu,
-    "silu": F.silu,
-    "softplus": F.softplus,
-}
 
 
 @pytest.mark.parametrize("name", sorted(L.ACTIVATIONS))
