@@ -90,7 +90,7 @@ def test_npz_subset_of_cifar10_parses(tmp_path, monkeypatch):
         y_test=np.array([3, 8], dtype=np.uint8),
     )
     monkeypatch.setattr(
-        data,
+        data.images,
         "CIFAR10_SUBSET",
         data.RemoteFile("cifar10/cifar10.npz", md5(path.read_bytes()), ()),
     )
@@ -131,7 +131,7 @@ def test_offline_and_uncached_gives_one_clear_error(tmp_path, monkeypatch):
 def test_cifar10_offline_without_copies_names_what_to_download(tmp_path, monkeypatch):
     monkeypatch.setenv("DLCORE_DATA", str(tmp_path))
     monkeypatch.setattr(
-        data,
+        data.images,
         "CIFAR10_TAR",
         data.RemoteFile(
             "cifar-10-python.tar.gz",

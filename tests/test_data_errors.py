@@ -255,7 +255,7 @@ def test_the_loader_normalises_with_augment_normalize(monkeypatch):
         calls.append(tuple(x.shape))
         return augment.normalize(x, mean, std)
 
-    monkeypatch.setattr(data, "normalize", spy)
+    monkeypatch.setattr(data.loaders, "normalize", spy)
     x = torch.randint(0, 256, (5, 3, 4, 4), dtype=torch.uint8)
     loader = dlcore.TensorLoader(
         x, torch.zeros(5), 2, device="cpu", mean=(0.1, 0.2, 0.3), std=(0.5, 1, 2)

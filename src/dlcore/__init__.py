@@ -2,7 +2,7 @@
 
 Public API (stable within a minor version):
   runtime: profile, budget, device, device_name, seed_everything, setup
-  data:    load, loader, TensorLoader, TensorData, data_dir,
+  data:    load, loader, TensorLoader, TensorData, Corpus, TextData, data_dir,
            DataUnavailableError, ChecksumError
   train:   fit, evaluate, accuracy, progress, History, save_checkpoint, load_checkpoint
   viz:     plot_history, show_images
@@ -22,9 +22,11 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 from .card import ResultCard  # noqa: E402
 from .data import (
     ChecksumError,
+    Corpus,
     DataUnavailableError,
     TensorData,
     TensorLoader,  # noqa: E402
+    TextData,
     data_dir,
     load,
     loader,
@@ -53,6 +55,8 @@ __all__ = [
     "DataUnavailableError",
     "TensorData",
     "TensorLoader",
+    "Corpus",
+    "TextData",
     "data_dir",
     "load",
     "loader",

@@ -100,6 +100,18 @@ class History:
         return cls(list(state["epochs"]), list(state["steps"]))
 
 
+def _to_device(xb, dev: torch.device):
+    """A batch's inputs on `dev`: one tensor, or a tuple/list of tensors (e.g. padded
+    token ids and their lengths) that `_forward` unpacks into the model's arguments."""
+    if isinstance(xb, (tuple, list)):
+        return tuple(_to_device(part, dev) for part in xb)
+    return xb.to(dev, non_blocking=True)
+
+
+def _forward(model, xb):
+    return model(*xb) if isinstance(xb, tuple) else model(xb)
+
+
 def _autocast(dev: torch.device, enabled: bool):
     dtype = amp_dtype(dev)
     if not enabled or dtype is None:
@@ -126,9 +138,9 @@ def evaluate(
     totals = {name: torch.zeros((), device=dev) for name in ["loss", *metrics]}
     count = 0
     for xb, yb in loader:
-        xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+        xb, yb = _to_device(xb, dev), yb.to(dev, non_blocking=True)
         with _autocast(dev, amp):
-            out = model(xb)
+            out = _forward(model, xb)
         out = out.float()
         totals["loss"] += loss_fn(out, yb) * len(yb)
         for name, metric in metrics.items():
@@ -162,6 +174,7 @@ def fit(
     """Train `model` for `epochs` and return its `History`.
 
     train_loader yields (x: (B, ...), y: (B, ...)); loss_fn(model(x), y) -> scalar.
+    x may be a tuple of tensors (e.g. token ids and lengths): the model gets model(*x).
     `scheduler` steps after every optimiser step (`scheduler_per="step"`) or every epoch
     ("epoch"). Mixed precision (bf16, or fp16 with loss scaling) is used on CUDA when
     `amp` is true. Pass a previous `history` to resume: epochs are appended to it.
@@ -185,9 +198,9 @@ def fit(
         totals = {name: torch.zeros((), device=dev) for name in ["loss", *metrics]}
         count, step_losses = 0, []
         for xb, yb in train_loader:
-            xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+            xb, yb = _to_device(xb, dev), yb.to(dev, non_blocking=True)
             with _autocast(dev, amp):
-                out = step_model(xb)
+                out = _forward(step_model, xb)
                 loss = loss_fn(out, yb)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
