@@ -94,6 +94,23 @@ def test_top_p_limits_and_ties():
             S.top_p_filter(z, bad)
 
 
+def test_min_p_against_numpy_probabilities():
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(20):
+        z = 3 * torch.randn(9, generator=gen, dtype=torch.float64)
+        probs = softmax_np(z.numpy())
+        for p_min in (1e-6, 0.05, 0.3, 0.9, 1.0):
+            ref = {i for i in range(9) if probs[i] >= p_min * probs.max() * (1 - 1e-12)}
+            assert kept(S.min_p_filter(z, p_min)) == ref
+    huge = torch.tensor([1e4, 1e4 - 1.0, -1e4, float("-inf")])
+    assert kept(S.min_p_filter(huge, 0.3)) == {0, 1}  # e^-1 = 0.37 >= 0.3
+    assert kept(S.min_p_filter(huge, 1.0)) == {0}
+    ties = torch.tensor([2.0, 2.0, 0.0])
+    assert kept(S.min_p_filter(ties, 1.0)) == {0, 1}
+    with pytest.raises(ValueError, match="p_min"):
+        S.min_p_filter(ties, 0.0)
+
+
 def test_temperature_equals_numpy_softmax_of_z_over_t():
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(3, 11, generator=gen, dtype=torch.float64)

@@ -82,6 +82,17 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(~keep, NEG_INF)
 
 
+def min_p_filter(logits: torch.Tensor, p_min: float) -> torch.Tensor:
+    """Min-p filter (Nguyen et al., 2024): keep the tokens whose probability is at
+    least `p_min` times that of the most probable token, i.e. z_i >= max z + log p_min
+    (computed on logits: no overflow for large |z|); the rest become -inf."""
+    _check_logits(logits)
+    if not (isinstance(p_min, (int, float)) and 0 < p_min <= 1):
+        raise ValueError(f"p_min must be in (0, 1], got {p_min!r}")
+    gap = logits - logits.amax(dim=-1, keepdim=True)
+    return logits.masked_fill(gap < math.log(p_min), NEG_INF)
+
+
 def filter_logits(
     logits: torch.Tensor,
     *,
