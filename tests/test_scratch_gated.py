@@ -182,3 +182,28 @@ def test_errors():
         gated.params_from_module(nn.RNN(3, 4))
     with pytest.raises(ValueError, match="proj_size"):
         gated.params_from_module(nn.LSTM(3, 4, proj_size=2))
+
+
+@pytest.mark.parametrize("T", [1, 6])
+def test_lstm_bptt_by_hand_matches_autograd(T):
+    g = torch.Generator().manual_seed(5)
+    B, d_in, H = 3, 4, 5
+    p = _cell_params(4, d_in, H, 1.0, g)
+    x, h0, c0 = (
+        torch.randn(*shape, generator=g, dtype=D, requires_grad=True)
+        for shape in [(T, B, d_in), (B, H), (B, H)]
+    )
+    out, (h_n, c_n), caches = gated.lstm_layer(x, p, h0, c0)
+    dout, dh_n, dc_n = (
+        torch.randn(t.shape, generator=g, dtype=D) for t in (out, h_n, c_n)
+    )
+    ours = gated.lstm_layer_backward(dout, dh_n, dc_n, caches)
+    loss = (out * dout).sum() + (h_n * dh_n).sum() + (c_n * dc_n).sum()
+    leaves = [x, h0, c0, p.w_ih, p.w_hh, p.b_ih, p.b_hh]
+    theirs = torch.autograd.grad(loss, leaves)
+    for name, b in zip(["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"], theirs):
+        torch.testing.assert_close(ours[name], b, **TOL, msg=f"∂L/∂{name}")
+    # the layer is the first layer of gated.lstm with the same weights
+    ref_out, (ref_h, ref_c) = gated.lstm(x, [[p]], (h0[None], c0[None]))
+    torch.testing.assert_close(out, ref_out, **TOL)
+    torch.testing.assert_close(c_n, ref_c[0], **TOL)

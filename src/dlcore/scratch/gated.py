@@ -37,6 +37,8 @@ __all__ = [
     "lstm_cell_backward",
     "gru_cell",
     "gru_cell_backward",
+    "lstm_layer",
+    "lstm_layer_backward",
     "lstm",
     "gru",
     "params_from_module",
@@ -147,6 +149,42 @@ def gru_cell_backward(dh_new: Tensor, cache: dict) -> dict:
     )
 
 
+# ------------------------------------------- backpropagation through time, by hand
+
+
+def lstm_layer(
+    x: Tensor, p: LayerParams, h0: Tensor, c0: Tensor
+) -> tuple[Tensor, tuple[Tensor, Tensor], list[dict]]:
+    """One LSTM layer, one direction, step by step. x: (T, B, D), h0, c0: (B, H) ->
+    output (T, B, H), (h_T, c_T) and the T caches `lstm_layer_backward` needs."""
+    h, c, out, caches = h0, c0, [], []
+    for t in range(x.shape[0]):
+        h, c, cache = lstm_cell(x[t], h, c, p)
+        out.append(h)
+        caches.append(cache)
+    return torch.stack(out), (h, c), caches
+
+
+def lstm_layer_backward(
+    dout: Tensor, dh_n: Tensor, dc_n: Tensor, caches: list[dict]
+) -> dict:
+    """Backpropagation through time for `lstm_layer`, one `lstm_cell_backward` per step,
+    last step first. dout = ∂L/∂output (T, B, H); dh_n, dc_n = ∂L/∂h_T, ∂L/∂c_T (B, H).
+    Returns ∂L/∂x (T, B, D), ∂L/∂h0, ∂L/∂c0 (B, H) and the weight gradients, summed
+    over the steps (the same weights act at every step)."""
+    names = ("w_ih", "w_hh", "b_ih", "b_hh")
+    grads = dict.fromkeys(names)
+    dh_next, dc_next, dx = dh_n, dc_n, [None] * len(caches)
+    for t in range(len(caches) - 1, -1, -1):
+        # h_t feeds the output at t and the step t + 1; c_t only the step t + 1
+        g = lstm_cell_backward(dout[t] + dh_next, dc_next, caches[t])
+        dx[t], dh_next, dc_next = g["x"], g["h"], g["c"]
+        for k in names:
+            if g[k] is not None:
+                grads[k] = g[k] if grads[k] is None else grads[k] + g[k]
+    return dict(x=torch.stack(dx), h0=dh_next, c0=dc_next, **grads)
+
+
 # ------------------------------------------------------- layers and directions
 
 
@@ -170,7 +208,7 @@ def _check(x: Tensor, params: list[list[LayerParams]], gates: int) -> None:
 
 def _run(kind: str, x, params, state, batch_first: bool):
     """Shared driver. x: (T, B, D) (or (B, T, D), or unbatched (T, D)); state: None
-    or h0 (L·dirs, B, H) (and c0 for an LSTM, as a tuple)."""
+    or h0 (layers·dirs, B, H) (and c0 for an LSTM, as a tuple)."""
     gates = 4 if kind == "lstm" else 3
     unbatched = x.dim() == 2
     if unbatched:  # (T, D): a batch of one, as PyTorch allows
@@ -205,7 +243,7 @@ def _run(kind: str, x, params, state, batch_first: bool):
                 f.append(v)
         layer_in = torch.cat(outs, dim=2)  # (T, B, dirs·H): the next layer's input
     output = layer_in
-    finals = [torch.stack(f) for f in finals]  # (L·dirs, B, H)
+    finals = [torch.stack(f) for f in finals]  # (layers·dirs, B, H)
     if unbatched:
         output, finals = output.squeeze(1), [f.squeeze(1) for f in finals]
     elif batch_first:
@@ -223,9 +261,9 @@ def lstm(
     """A stacked (bi)directional LSTM, like `nn.LSTM` without dropout or projections.
 
     x: (T, B, D), or (B, T, D) with batch_first, or (T, D); params[layer][direction];
-    state (h0, c0), each (L·dirs, B, H), zeros when None. Returns output (T, B, dirs·H)
+    state (h0, c0), each (layers·dirs, B, H), zeros when None. Returns output (T, B, dirs·H)
     (the top layer's h at every step, both directions concatenated) and (h_n, c_n),
-    each (L·dirs, B, H), ordered layer by layer, forward before backward."""
+    each (layers·dirs, B, H), ordered layer by layer, forward before backward."""
     output, (h_n, c_n) = _run("lstm", x, params, state, batch_first)
     return output, (h_n, c_n)
 
@@ -238,7 +276,7 @@ def gru(
     batch_first: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """A stacked (bi)directional GRU, like `nn.GRU` without dropout. Shapes as in
-    `lstm`; returns output (T, B, dirs·H) and h_n (L·dirs, B, H)."""
+    `lstm`; returns output (T, B, dirs·H) and h_n (layers·dirs, B, H)."""
     output, (h_n,) = _run("gru", x, params, None if h0 is None else (h0,), batch_first)
     return output, h_n
 
