@@ -142,9 +142,10 @@ class SGNS:
 
 class SkipGram(nn.Module):
     """SGNS with `nn.Embedding`; also the matrix-factorisation recommender (users as
-    centres, items as contexts). forward(centers (B,), contexts (B,), negatives
-    (B, K) or None) -> per-pair losses (B,); with None, K negatives per pair are drawn
-    from `noise` (a probability vector over the contexts)."""
+    centres, items as contexts). `forward(centers (B,))` -> centre vectors u (B, D);
+    `loss(u, contexts (B,), negatives (B, K) or None)` -> per-pair losses (B,), the
+    K negatives drawn from `noise` (a probability vector over the contexts) when
+    None. With `dlcore.fit`: `loss_fn=lambda u, ctx: model.loss(u, ctx).mean()`."""
 
     def __init__(
         self,
@@ -154,24 +155,25 @@ class SkipGram(nn.Module):
         noise: torch.Tensor,
         *,
         negatives: int = 5,
-        sparse: bool = False,
     ):
         super().__init__()
         if noise.shape != (num_contexts,):
             raise ValueError(f"noise must have shape ({num_contexts},)")
-        self.center = nn.Embedding(num_centers, dim, sparse=sparse)
-        self.context = nn.Embedding(num_contexts, dim, sparse=sparse)
+        self.center = nn.Embedding(num_centers, dim)
+        self.context = nn.Embedding(num_contexts, dim)
         nn.init.uniform_(self.center.weight, -0.5 / dim, 0.5 / dim)
         nn.init.zeros_(self.context.weight)
         self.register_buffer("noise", noise.float() / noise.sum())
         self.negatives = negatives
 
-    def forward(self, centers, contexts, negatives=None) -> torch.Tensor:
+    def forward(self, centers: torch.Tensor) -> torch.Tensor:
+        return self.center(centers)
+
+    def loss(self, u, contexts, negatives=None) -> torch.Tensor:
         if negatives is None:
-            n = centers.numel() * self.negatives
+            n = contexts.numel() * self.negatives
             negatives = torch.multinomial(self.noise, n, replacement=True)
             negatives = negatives.view(-1, self.negatives)
-        u = self.center(centers)  # (B, D)
         pos = (u * self.context(contexts)).sum(-1)  # (B,)
         neg = torch.einsum("bd,bkd->bk", u, self.context(negatives))  # (B, K)
         return -F.logsigmoid(pos) - F.logsigmoid(-neg).sum(-1)
@@ -279,9 +281,11 @@ def glove_grads(W, Wc, b, bc, rows, cols, x, x_max=100.0, alpha=0.75):
 
 
 class GloVe(nn.Module):
-    """GloVe as an `nn.Module`: forward(rows, cols, log_x, f) -> per-entry weighted
-    squared errors f (w_i·w̃_j + b_i + b̃_j - log X_ij)²; the embedding of word i is
-    w_i + w̃_i (as in the paper)."""
+    """GloVe as an `nn.Module`. forward(pairs (B, 2) of (i, j) ids) -> the predicted
+    log co-occurrence w_i·w̃_j + b_i + b̃_j (B,); `GloVe.loss(pred, target)` with
+    target (B, 2) = (log X_ij, f(X_ij)) -> the batch mean of f (pred - log X)², so
+    `dlcore.fit(model, loader, loss_fn=GloVe.loss, ...)` trains it. The embedding
+    of word i is w_i + w̃_i, as in the paper."""
 
     def __init__(self, vocab_size: int, dim: int):
         super().__init__()
@@ -294,10 +298,15 @@ class GloVe(nn.Module):
         nn.init.zeros_(self.b.weight)
         nn.init.zeros_(self.bc.weight)
 
-    def forward(self, rows, cols, log_x, f) -> torch.Tensor:
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        rows, cols = pairs[:, 0], pairs[:, 1]
         dot = (self.w(rows) * self.wc(cols)).sum(-1)
-        e = dot + self.b(rows)[:, 0] + self.bc(cols)[:, 0] - log_x
-        return f * e**2
+        return dot + self.b(rows)[:, 0] + self.bc(cols)[:, 0]
+
+    @staticmethod
+    def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_x, f = target[:, 0], target[:, 1]
+        return (f * (pred - log_x) ** 2).mean()
 
     def embeddings(self) -> torch.Tensor:
         return (self.w.weight + self.wc.weight).detach()
