@@ -261,9 +261,10 @@ def lstm(
     """A stacked (bi)directional LSTM, like `nn.LSTM` without dropout or projections.
 
     x: (T, B, D), or (B, T, D) with batch_first, or (T, D); params[layer][direction];
-    state (h0, c0), each (layers·dirs, B, H), zeros when None. Returns output (T, B, dirs·H)
-    (the top layer's h at every step, both directions concatenated) and (h_n, c_n),
-    each (layers·dirs, B, H), ordered layer by layer, forward before backward."""
+    state (h0, c0), each (layers·dirs, B, H), zeros when None. Returns output
+    (T, B, dirs·H) (the top layer's h at every step, both directions concatenated) and
+    (h_n, c_n), each (layers·dirs, B, H), ordered layer by layer, forward before
+    backward."""
     output, (h_n, c_n) = _run("lstm", x, params, state, batch_first)
     return output, (h_n, c_n)
 
