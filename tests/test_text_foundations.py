@@ -10,7 +10,13 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import dlcore
-from dlcore.data.sequences import PaddedLoader, lm_windows, pad_batch
+from dlcore.data.sequences import (
+    PaddedLoader,
+    batch_order,
+    check_batch_size,
+    lm_windows,
+    pad_batch,
+)
 from dlcore.metrics import perplexity
 from dlcore.models.rnn import RNNLM, RNNLMConfig, lm_loss
 from dlcore.tokenize import SPECIALS, Vocab, char_tokens, to_simplified, word_tokens
@@ -134,6 +140,48 @@ def test_bucketing_reduces_padding():
         return sum(t.numel() for (t, _), _ in loader)
 
     assert padded_cells(True) < 0.7 * padded_cells(False)
+
+
+@pytest.mark.parametrize("chunk_batches", [None, 2])
+def test_batch_order_buckets_by_length_within_chunks(chunk_batches):
+    """Every index once; a batch never mixes sequences from two chunks; inside a chunk
+    lengths ascend (checked against a plain sort, not the code under test)."""
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 60, (101,), generator=g).tolist()
+    batches = batch_order(
+        lengths, 5, shuffle=False, bucket=True, chunk_batches=chunk_batches
+    )
+    flat = torch.cat(batches).tolist()
+    assert sorted(flat) == list(range(101)) and [len(b) for b in batches][-1] == 1
+    chunk = 101 if chunk_batches is None else 10
+    for start in range(0, 101, chunk):
+        part = flat[start : start + chunk]
+        assert sorted(part) == list(range(start, min(start + chunk, 101)))
+        assert [lengths[i] for i in part] == sorted(lengths[start : start + chunk])
+    # size-1 batches, one sequence, shuffling with a seed is reproducible
+    assert [b.tolist() for b in batch_order([3], 1, shuffle=True, bucket=True)] == [[0]]
+    runs = [
+        [
+            b.tolist()
+            for b in batch_order(
+                lengths,
+                7,
+                shuffle=True,
+                bucket=True,
+                generator=torch.Generator().manual_seed(4),
+            )
+        ]
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True])
+def test_loaders_reject_a_bad_batch_size(bad):
+    with pytest.raises(ValueError, match="batch_size"):
+        check_batch_size(bad)
+    with pytest.raises(ValueError, match="batch_size"):
+        PaddedLoader([torch.ones(2)], torch.zeros(1), bad, pad_id=0)
 
 
 # ------------------------------------------------------------ the RNN language model

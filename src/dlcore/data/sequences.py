@@ -44,6 +44,50 @@ def pad_batch(
     return tokens, lengths
 
 
+def check_batch_size(batch_size) -> None:
+    """Raise ValueError unless batch_size is a positive int (bools rejected)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+def batch_order(
+    lengths: Sequence[int],
+    batch_size: int,
+    *,
+    shuffle: bool,
+    bucket: bool,
+    generator: torch.Generator | None = None,
+    chunk_batches: int | None = 50,
+) -> list[torch.Tensor]:
+    """Indices of each mini-batch, for sequences of the given lengths.
+
+    shuffle: a random order (from `generator`). bucket: sort by length, within chunks of
+    `chunk_batches` batches of the (shuffled) order, or over everything when None, so
+    each batch holds sequences of similar length; with shuffle the batches are then
+    shuffled too. Returns int64 index tensors, the last one possibly shorter."""
+    n = len(lengths)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if bucket:
+        by_order = torch.as_tensor(lengths, dtype=torch.int64)[order]
+        chunk = n if chunk_batches is None else chunk_batches * batch_size
+        starts = range(0, n, max(chunk, 1))
+        order = torch.cat(
+            [
+                order[i : i + chunk][
+                    torch.argsort(by_order[i : i + chunk], stable=True)
+                ]
+                for i in starts
+            ]
+        )
+    batches = list(order.split(batch_size))
+    if shuffle and bucket:
+        perm = torch.randperm(len(batches), generator=generator)
+        batches = [batches[i] for i in perm]
+    return batches
+
+
 class PaddedLoader:
     """Mini-batches of variable-length sequences: yields ((tokens (B, T), lengths (B,)),
     y_batch). With `bucket=True`, each shuffled batch is drawn from sequences of similar
@@ -64,12 +108,7 @@ class PaddedLoader:
     ):
         if len(seqs) != len(y):
             raise ValueError(f"{len(seqs)} sequences but {len(y)} targets")
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, int)
-            or batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_batch_size(batch_size)
         self.seqs, self.y, self.batch_size = list(seqs), y, batch_size
         self.pad_id, self.shuffle, self.bucket = pad_id, shuffle, bucket
         self.device = torch.device(device) if device is not None else default_device()
@@ -80,34 +119,15 @@ class PaddedLoader:
     def __len__(self) -> int:
         return -(-len(self.seqs) // self.batch_size)
 
-    def _batches(self) -> list[torch.Tensor]:
-        n = len(self.seqs)
-        order = (
-            torch.randperm(n, generator=self.generator)
-            if self.shuffle
-            else torch.arange(n)
-        )
-        if self.bucket:
-            lengths = torch.tensor([len(self.seqs[i]) for i in order])
-            chunk = 50 * self.batch_size
-            order = torch.cat(
-                [
-                    order[i : i + chunk][
-                        torch.argsort(lengths[i : i + chunk], stable=True)
-                    ]
-                    for i in range(0, n, chunk)
-                ]
-            )
-        batches = list(order.split(self.batch_size))
-        if self.shuffle and self.bucket:
-            batches = [
-                batches[i]
-                for i in torch.randperm(len(batches), generator=self.generator)
-            ]
-        return batches
-
     def __iter__(self):
-        for index in self._batches():
-            tokens, lengths = pad_batch([self.seqs[i] for i in index], self.pad_id)
+        lengths = [len(s) for s in self.seqs]
+        for index in batch_order(
+            lengths,
+            self.batch_size,
+            shuffle=self.shuffle,
+            bucket=self.bucket,
+            generator=self.generator,
+        ):
+            tokens, lengths_b = pad_batch([self.seqs[i] for i in index], self.pad_id)
             yb = self.y[index].to(self.device)
-            yield (tokens.to(self.device), lengths), yb
+            yield (tokens.to(self.device), lengths_b), yb

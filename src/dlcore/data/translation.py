@@ -20,7 +20,7 @@ import torch
 
 from ..runtime import device as default_device
 from ..tokenize import word_tokens
-from .sequences import pad_batch
+from .sequences import batch_order, check_batch_size, pad_batch
 from .text import load_text
 
 Pair = tuple[str, str]  # (English, Chinese)
@@ -116,10 +116,7 @@ class PairLoader:
             raise ValueError(f"{len(src)} sources but {len(tgt)} targets")
         if any(len(t) < 2 for t in tgt):
             raise ValueError("every target needs at least <bos> and <eos>")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_batch_size(batch_size)
         self.src, self.tgt = list(src), list(tgt)
         self.batch_size, self.pad_id = batch_size, pad_id
         self.shuffle, self.bucket = shuffle, bucket
@@ -129,21 +126,16 @@ class PairLoader:
     def __len__(self) -> int:
         return -(-len(self.src) // self.batch_size)
 
-    def _batches(self) -> list[torch.Tensor]:
-        n = len(self.src)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
-        order = torch.arange(n) if order is None else order
-        if self.bucket:
-            lengths = torch.tensor([len(self.src[i]) for i in order])
-            order = order[torch.argsort(lengths, stable=True)]
-        batches = list(order.split(self.batch_size))
-        if self.shuffle and self.bucket:
-            perm = torch.randperm(len(batches), generator=self.generator)
-            batches = [batches[i] for i in perm]
-        return batches
-
     def __iter__(self):
-        for index in self._batches():
+        lengths = [len(s) for s in self.src]
+        for index in batch_order(  # bucketing sorts all pairs by source length
+            lengths,
+            self.batch_size,
+            shuffle=self.shuffle,
+            bucket=self.bucket,
+            generator=self.generator,
+            chunk_batches=None,
+        ):
             src, src_len = pad_batch([self.src[i] for i in index], self.pad_id)
             tgt, _ = pad_batch([self.tgt[i] for i in index], self.pad_id)
             dev = self.device
