@@ -201,3 +201,14 @@ def test_errors_name_the_bad_argument():
         A.scaled_dot_product_attention(
             torch.randn(2, 3), torch.randn(4, 5), torch.randn(4, 1)
         )
+
+
+def test_fully_masked_rows_match_pytorch_zeros():
+    # torch's scaled_dot_product_attention also returns 0 where a row allows no key
+    q, k, v = _qkv(3, 4, 5, 6, 2, seed=9)
+    mask = A.length_mask(torch.tensor([5, 0, 2]), 5)[:, None, :]  # sentence 1: empty
+    out, w = A.scaled_dot_product_attention(q, k, v, mask=mask, causal=True)
+    both = mask & torch.ones(4, 5, dtype=torch.bool).tril()
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=both)
+    torch.testing.assert_close(out, ref, **TOL)
+    assert (out[1] == 0).all() and (w[1] == 0).all()
