@@ -150,7 +150,8 @@ def tiled_attention(
     outside the window, False in the block `layout`, a bool (ceil(Tq/block_q),
     ceil(Tk/block_k))) are skipped. Queries with no allowed key get 0.
     q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv) -> (..., Tq, dv)."""
-    _check_block("block_q", block_q), _check_block("block_k", block_k)
+    _check_block("block_q", block_q)
+    _check_block("block_k", block_k)
     if window is not None:
         _check_block("window", window)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
@@ -199,7 +200,8 @@ def local_global_layout(n_blocks: int, local: int = 1, n_global: int = 1) -> Ten
     """(n_blocks, n_blocks) bool block layout: block row i keeps the `local` blocks
     i - local + 1..i before and at it, and the first `n_global` blocks (a causal
     local + global pattern, as in Sparse Transformer / Longformer)."""
-    _check_block("n_blocks", n_blocks), _check_block("local", local)
+    _check_block("n_blocks", n_blocks)
+    _check_block("local", local)
     if isinstance(n_global, bool) or not isinstance(n_global, int) or n_global < 0:
         raise ValueError(f"n_global must be an int >= 0, got {n_global!r}")
     i = torch.arange(n_blocks)
@@ -300,10 +302,12 @@ class _QuietFd2:
 
     def __enter__(self):
         self.saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 2), os.close(null)
+        os.dup2(null, 2)
+        os.close(null)
 
     def __exit__(self, *exc):
-        os.dup2(self.saved, 2), os.close(self.saved)
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
 
 
 def peak_bytes(fn: Callable[[], object], device: torch.device | None = None) -> int:
