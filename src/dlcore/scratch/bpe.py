@@ -5,7 +5,7 @@ Pre-tokenisation: text is first cut into *words* with `PATTERN` (a word keeps th
 one space before it, GPT-2 style), so merges never cross a word boundary and
 ``"".join(words) == text`` (nothing is dropped). Training then runs on the table of
 distinct words and their counts — Tiny Shakespeare has about 1.1 M characters but
-only ~ 30 k distinct words — with the pair counts updated incrementally after each
+only ~ 13 k distinct words — with the pair counts updated incrementally after each
 merge (only the words that contain the merged pair are touched).
 
 Which pair is merged: the most frequent adjacent pair; a tie goes to the pair whose
