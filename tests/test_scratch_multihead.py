@@ -151,6 +151,9 @@ def test_fully_padded_sequence_gives_bias_not_nan():
     assert torch.isfinite(out).all()
     assert torch.equal(w[1], torch.zeros(3, 3, dtype=D))
     torch.testing.assert_close(out[1], mha.out_proj.bias.detach().expand(3, 4))
+    # the chapter's remark: nn.MultiheadAttention (need_weights=True) gives NaN
+    ref = mha(x, x, x, key_padding_mask=~key_mask)[0]  # need_weights=True
+    assert torch.isnan(ref[1]).all() and torch.isfinite(ref[0]).all()
 
 
 def test_split_and_combine_heads():
