@@ -235,6 +235,33 @@ def test_spearman_matches_scipy_with_ties():
     )
 
 
+def test_spearman_permutation_test_matches_scipy():
+    # n = 5, x = y: only the identity pairing reaches ρ = 1, exact p = 1/120; the
+    # comparison must count the shuffles equal to the observed order (rounding).
+    x = np.arange(5.0)
+    exact = scipy.stats.permutation_test(
+        (x, x),
+        lambda a, b: scipy.stats.spearmanr(a, b).statistic,
+        permutation_type="pairings",
+        alternative="greater",
+        n_resamples=np.inf,
+    ).pvalue
+    rho, p = E.spearman_permutation_test(x, x, n_resamples=50_000, seed=1)
+    assert rho == pytest.approx(1.0) and exact == pytest.approx(1 / 120)
+    assert abs(p - exact) < 5 * np.sqrt(exact * (1 - exact) / 50_000)
+    # n = 200, a weak relation with ties: scipy's t-approximation of the p-value
+    a = rng.normal(size=200)
+    b = np.round(0.15 * a + rng.normal(size=200), 1)
+    ref = scipy.stats.spearmanr(a, b, alternative="greater")
+    rho, p = E.spearman_permutation_test(a, b, n_resamples=20_000, seed=2)
+    assert abs(rho - ref.statistic) < 1e-12
+    assert abs(p - ref.pvalue) < 5 * np.sqrt(ref.pvalue / 20_000) + 2e-3
+    # a perfect relation: no shuffle reaches it, p = 1 / (1 + n_resamples), not 0
+    assert E.spearman_permutation_test(a, 2 * a, n_resamples=999)[1] == 1 / 1000
+    with pytest.raises(ValueError, match="n_resamples"):
+        E.spearman_permutation_test(a, b, n_resamples=0)
+
+
 def test_planted_interactions_and_split():
     users, items, ug, ig, pop = E.planted_interactions(50, 40, 4, 6, p_in=1.0, seed=0)
     assert len(users) == 300 and np.bincount(users).tolist() == [6] * 50

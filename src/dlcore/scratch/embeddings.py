@@ -42,6 +42,7 @@ __all__ = [
     "analogy",
     "rankdata",
     "spearman",
+    "spearman_permutation_test",
     "planted_interactions",
     "oracle_scores",
     "split_per_user",
@@ -362,6 +363,30 @@ def spearman(x: Array, y: Array) -> float:
     rx, ry = rankdata(x), rankdata(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
     return float((rx * ry).sum() / np.sqrt((rx**2).sum() * (ry**2).sum()))
+
+
+def spearman_permutation_test(
+    x: Array, y: Array, n_resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """Spearman's ρ of x, y (n,) and its one-sided permutation p-value for ρ > 0.
+
+    Under "no relation" every pairing of x with a shuffled y is equally likely, so
+    p = (1 + #{shuffles with ρ* >= ρ}) / (1 + n_resamples): the observed pairing
+    counts as one of them, and p is never 0. Ties in the comparison are allowed a
+    rounding slack of 1e-12 (a shuffle that equals the observed order must count).
+    """
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    rho = spearman(x, y)
+    rx, ry = rankdata(x), rankdata(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    scale = np.sqrt((rx**2).sum() * (ry**2).sum())
+    rng, hits = np.random.default_rng(seed), 0
+    for start in range(0, n_resamples, 1_000):  # (≤ 1000, n) shuffles at a time
+        rows = min(1_000, n_resamples - start)
+        shuffled = rng.permuted(np.tile(ry, (rows, 1)), axis=1)
+        hits += int(((shuffled @ rx) / scale >= rho - 1e-12).sum())
+    return rho, (1 + hits) / (1 + n_resamples)
 
 
 # ---------------------------------------------------------------- recommender
