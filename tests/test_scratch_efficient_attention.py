@@ -107,6 +107,111 @@ def test_tiled_gradients_equal_sdpa_autograd(causal):
         torch.testing.assert_close(a, b, **TIGHT)
 
 
+def grads(out_fn, q, k, v, w):
+    """dL/dq, dL/dk, dL/dv of the loss sum(w * out_fn(q, k, v))."""
+    q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
+    return torch.autograd.grad((out_fn(q, k, v) * w).sum(), (q, k, v))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_tiled_gradients_at_huge_scores(causal):
+    q, k, v = qkv(23)
+    q = q * 2_000  # scores ~ 1e4: exp overflows, softmax nearly one-hot
+    w = torch.randn(2, 3, 23, 5, dtype=torch.float64)
+    g_ref = grads(
+        lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=causal),
+        q,
+        k,
+        v,
+        w,
+    )
+    g_out = grads(
+        lambda a, b, c: E.tiled_attention(a, b, c, block_q=4, block_k=5, causal=causal),
+        q,
+        k,
+        v,
+        w,
+    )
+    for a, b in zip(g_out, g_ref):
+        torch.testing.assert_close(a, b, **TIGHT)
+
+
+@pytest.mark.parametrize("window", [1, 4, 11, 30])
+@pytest.mark.parametrize("causal", [False, True])
+def test_sliding_window_gradients_equal_masked_sdpa(window, causal):
+    q, k, v = qkv(30)
+    w = torch.randn(2, 3, 30, 5, dtype=torch.float64)
+    mask = band(30, 30, window, causal)
+    g_ref = grads(lambda a, b, c: sdpa_masked(a, b, c, mask), q, k, v, w)
+    g_out = grads(
+        lambda a, b, c: E.sliding_window_attention(
+            a, b, c, window, causal=causal, block=7
+        ),
+        q,
+        k,
+        v,
+        w,
+    )
+    for a, b in zip(g_out, g_ref):
+        torch.testing.assert_close(a, b, **TIGHT)
+
+
+LAYOUTS = {
+    "local 2 + global 1": E.local_global_layout(6, local=2, n_global=1),
+    "local 1 + global 2": E.local_global_layout(6, local=1, n_global=2),
+    "irregular": torch.tensor(
+        [
+            [1, 0, 0, 0, 0, 0],
+            [0, 1, 0, 0, 0, 0],
+            [1, 0, 1, 0, 0, 0],
+            [0, 1, 1, 1, 0, 0],
+            [1, 0, 0, 0, 1, 0],
+            [0, 0, 1, 0, 1, 1],
+        ],
+        dtype=torch.bool,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_block_sparse_values_and_gradients_equal_masked_sdpa(name):
+    layout = LAYOUTS[name]
+    q, k, v = qkv(45)  # 45 = 5 full blocks of 8 + a partial one
+    w = torch.randn(2, 3, 45, 5, dtype=torch.float64)
+    tokens = layout.repeat_interleave(8, 0).repeat_interleave(8, 1)[:45, :45]
+    mask = tokens & band(45, 45, 45)
+    ref = sdpa_masked(q, k, v, mask)
+    out = E.block_sparse_attention(q, k, v, layout, block=8)
+    torch.testing.assert_close(out, ref, **TIGHT)
+    g_ref = grads(lambda a, b, c: sdpa_masked(a, b, c, mask), q, k, v, w)
+    g_out = grads(
+        lambda a, b, c: E.block_sparse_attention(a, b, c, layout, block=8),
+        q,
+        k,
+        v,
+        w,
+    )
+    for a, b in zip(g_out, g_ref):
+        torch.testing.assert_close(a, b, **TIGHT)
+
+
+def test_merge_stats_equals_logsumexp_of_the_whole_row():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 9, generator=g, dtype=torch.float64) * 3_000  # |x| ~ 1e4
+    x[1, :5] = float("-inf")  # first part of row 1 fully masked
+    x[2, 5:] = float("-inf")  # second part of row 2 fully masked
+    x[3] = float("-inf")  # row 3: both parts masked
+    m, l = E.merge_stats(
+        *E.online_softmax_stats(x[:, :5], 5), *E.online_softmax_stats(x[:, 5:], 4)
+    )
+    torch.testing.assert_close(m, x.amax(-1), **TIGHT)
+    lse = torch.logsumexp(x[:3], -1)
+    torch.testing.assert_close(m[:3] + torch.log(l[:3]), lse, **TIGHT)
+    assert l[3].item() == 0.0 and torch.isneginf(m[3])
+    m, l = E.online_softmax_stats(x[3], 4)  # an all -inf row: no nan
+    assert torch.isneginf(m) and l.item() == 0.0
+
+
 @pytest.mark.parametrize("window", [1, 3, 8, 30])
 @pytest.mark.parametrize("causal", [False, True])
 def test_sliding_window_equals_masked_sdpa(window, causal):

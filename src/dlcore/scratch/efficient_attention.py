@@ -11,7 +11,7 @@ sees keys j <= i; a sliding window of width W keeps keys i - W < j <= i.
 
     exact:   out = softmax(q k^T / sqrt(d) + mask) v          O(Tq Tk) memory
     tiled:   the same numbers, one (block_q, block_k) tile at a time   O(Tq) memory
-    linear:  out_i = phi(q_i)^T S_i / phi(q_i)^T z_i,  S, z sums over keys   O(T)
+    linear:  out_i = phi(q_i)^T U_i / phi(q_i)^T z_i,  U, z sums over keys   O(T)
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ __all__ = [
     "online_softmax_stats",
     "online_logsumexp",
     "online_softmax",
+    "merge_stats",
     "naive_attention",
     "tiled_attention",
     "sliding_window_attention",
@@ -54,14 +55,16 @@ def _check_block(name: str, value) -> None:
 def online_softmax_stats(x: Tensor, block: int) -> tuple[Tensor, Tensor]:
     """Running max m and running sum l of exp(x - m) over the last dim of x (..., N),
     read `block` entries at a time: m' = max(m, max x_b), l' = l e^(m - m') +
-    sum e^(x_b - m'). Returns (m, l), each (...); logsumexp(x) = m + log l."""
+    sum e^(x_b - m'). Returns (m, l), each (...); logsumexp(x) = m + log l. A row that
+    is all -inf (fully masked) gives m = -inf, l = 0."""
     _check_block("block", block)
     m = torch.full(x.shape[:-1], NEG_INF, dtype=x.dtype, device=x.device)
     l = torch.zeros_like(m)
     for start in range(0, x.shape[-1], block):
         xb = x[..., start : start + block]
         m_new = torch.maximum(m, xb.amax(dim=-1))
-        l = l * torch.exp(m - m_new) + torch.exp(xb - m_new[..., None]).sum(dim=-1)
+        ref = torch.where(torch.isneginf(m_new), torch.zeros_like(m_new), m_new)
+        l = l * torch.exp(m - ref) + torch.exp(xb - ref[..., None]).sum(dim=-1)
         m = m_new
     return m, l
 
@@ -75,6 +78,18 @@ def online_logsumexp(x: Tensor, block: int) -> Tensor:
 def online_softmax(x: Tensor, block: int) -> Tensor:
     """softmax over the last dim from the blockwise statistics: exp(x - logsumexp)."""
     return torch.exp(x - online_logsumexp(x, block)[..., None])
+
+
+def merge_stats(
+    m1: Tensor, l1: Tensor, m2: Tensor, l2: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Online-softmax statistics (m, l) of a row whose two parts have running max and
+    sum (m1, l1) and (m2, l2), each (...). An empty (fully masked) part has m = -inf,
+    l = 0; two empty parts give (-inf, 0). Via log-sum-exp: log l = lse - m."""
+    m = torch.maximum(m1, m2)
+    lse = torch.logaddexp(m1 + torch.log(l1), m2 + torch.log(l2))
+    empty = torch.isneginf(m)
+    return m, torch.where(empty, torch.zeros_like(lse), torch.exp(lse - m))
 
 
 def _allowed(qpos: Tensor, kpos: Tensor, causal: bool, window: int | None) -> Tensor:
@@ -232,8 +247,8 @@ def elu_feature_map(x: Tensor) -> Tensor:
 
 def random_features(x: Tensor, omega: Tensor) -> Tensor:
     """Positive random features of the softmax kernel (Performer, FAVOR+): with
-    omega (m, d) ~ N(0, I), E[phi(q) . phi(k)] = exp(q . k / sqrt(d)). x (..., T, d)
-    -> (..., T, m). A constant per leading index is subtracted in the exponent (for
+    omega (r, d) ~ N(0, I), E[phi(q) . phi(k)] = exp(q . k / sqrt(d)). x (..., T, d)
+    -> (..., T, r). A constant per leading index is subtracted in the exponent (for
     overflow); it cancels when the attention output is normalised."""
     x = x * x.shape[-1] ** -0.25
     logits = x @ omega.T - 0.5 * (x * x).sum(dim=-1, keepdim=True)
@@ -253,17 +268,17 @@ def linear_attention(
     feature_map: FeatureMap = elu_feature_map,
     chunk: int = 64,
 ) -> Tensor:
-    """out_i = phi(q_i)^T S / phi(q_i)^T z with S = sum_j phi(k_j) v_j^T (m, dv) and
-    z = sum_j phi(k_j) (m,), over all keys, or (causal) over j <= i: then the sums run
+    """out_i = phi(q_i)^T U / phi(q_i)^T z with U = sum_j phi(k_j) v_j^T (r, dv) and
+    z = sum_j phi(k_j) (r,), over all keys, or (causal) over j <= i: then the sums run
     chunk by chunk, a masked (chunk, chunk) product inside each chunk. O(T) memory."""
     _check_block("chunk", chunk)
     fq, fk = feature_map(q), feature_map(k)
     if not causal:
-        kv = fk.transpose(-2, -1) @ v  # (..., m, dv)
+        kv = fk.transpose(-2, -1) @ v  # (..., r, dv)
         return (fq @ kv) / (fq @ fk.sum(dim=-2)[..., None])
     if q.shape[-2] != k.shape[-2]:
         raise ValueError("causal linear attention needs as many queries as keys")
-    state = fq.new_zeros(*fq.shape[:-2], fq.shape[-1], v.shape[-1])  # S
+    state = fq.new_zeros(*fq.shape[:-2], fq.shape[-1], v.shape[-1])  # U
     z = fq.new_zeros(*fq.shape[:-2], fq.shape[-1], 1)
     out = []
     for c0 in range(0, q.shape[-2], chunk):
