@@ -24,13 +24,13 @@ import torch
 from .data.sequences import pad_batch
 from .data.translation import Pair, PairLoader
 from .models.seq2seq import seq2seq_loss
-from .runtime import device as default_device
 from .models.transformer import (
     TransformerConfig,
     TransformerSeq2Seq,
     smoothed_loss,
     warmup_inverse_sqrt,
 )
+from .runtime import device as default_device
 from .tokenize import SPECIALS, Vocab, char_tokens, word_tokens
 from .train import History, evaluate, fit
 
