@@ -11,7 +11,7 @@ to this file:
 - `transformer_cmn_eng.json` how it was made: command, configuration, per-epoch curve,
                              validation BLEU of the kept weights, device, time, sha256
 
-Run from the repository root (about 30 min on 2 CPU cores; a minute on a GPU):
+Run from the repository root (38 min on 2 shared, busy CPU cores; minutes on a GPU):
 
     DLCORE_DATA=../shared/data .venv/bin/python \
         notebooks/part4_attention/checkpoints/train_transformer_mt.py
