@@ -6,6 +6,7 @@ warm-up schedule against their formulas."""
 
 import itertools
 import math
+import warnings
 
 import pytest
 import torch
@@ -59,6 +60,52 @@ def test_layers_load_torch_weights_and_agree(norm_first):
     future = torch.triu(torch.ones(4, 4, dtype=torch.bool), 1)
     ref = ref_dec(y, x, tgt_mask=future, memory_key_padding_mask=~real)
     torch.testing.assert_close(dec(y, x, real), ref, **TOL)
+
+
+def _sinusoids(t: int, c: int) -> torch.Tensor:
+    # the 2017 formula written out: PE[p, 2i] = sin(p / 10000^(2i/C)), cos at 2i+1
+    pe = torch.zeros(t, c, dtype=D)
+    for p in range(t):
+        for i in range(0, c, 2):
+            pe[p, i] = math.sin(p / 10_000 ** (i / c))
+            pe[p, i + 1] = math.cos(p / 10_000 ** (i / c))
+    return pe
+
+
+def test_whole_model_equals_nn_transformer():
+    # embeddings * sqrt(C) + positions, both stacks with final norms (pre-norm),
+    # masks and the tied head, against nn.Transformer with the same layer weights
+    c = _config(norm_first=True)
+    torch.manual_seed(8)
+    ours = TransformerSeq2Seq(c).double().eval()
+    with warnings.catch_warnings():  # torch's note on nested tensors and norm_first
+        warnings.simplefilter("ignore", UserWarning)
+        ref = nn.Transformer(
+            16, 4, 2, 2, 24, dropout=0.0, batch_first=True, norm_first=True, dtype=D
+        ).eval()
+    _randomise(ref)
+    for mine, theirs in ((ours.encoder, ref.encoder), (ours.decoder, ref.decoder)):
+        for a, b in zip(mine, theirs.layers):
+            a.load_state_dict(b.state_dict())
+    ours.encoder_norm.load_state_dict(ref.encoder.norm.state_dict())
+    ours.decoder_norm.load_state_dict(ref.decoder.norm.state_dict())
+    # the model stores its table in float32: give it the float64 one for this check
+    ours.positions = _sinusoids(c.max_len, 16)
+    src, tgt = torch.randint(4, 30, (3, 6)), torch.randint(2, 12, (3, 5))
+    src[1, 4:] = 0
+    src[2, 1:] = 0  # a length-1 source
+    pad = src == 0
+    emb = lambda table, ids: table.weight[ids] * 4.0 + _sinusoids(ids.shape[1], 16)
+    future = torch.triu(torch.ones(5, 5, dtype=torch.bool), 1)
+    hidden = ref(
+        emb(ours.src_embed, src),
+        emb(ours.tgt_embed, tgt),
+        tgt_mask=future,
+        src_key_padding_mask=pad,
+        memory_key_padding_mask=pad,
+    )
+    expected = hidden @ ours.tgt_embed.weight.T  # tied output projection
+    torch.testing.assert_close(ours(src, None, tgt), expected, rtol=1e-9, atol=1e-10)
 
 
 @pytest.mark.parametrize("norm_first", [True, False])
@@ -137,9 +184,12 @@ def test_smoothed_loss_formula():
     nll = -logp.gather(-1, y[..., None])[..., 0]
     uniform = -logp.mean(-1)
     expected = ((1 - eps) * nll + eps * uniform)[real].mean()
-    torch.testing.assert_close(smoothed_loss(logits, y, eps, 0).double(), expected)
+    got = smoothed_loss(logits, y, eps, 0)
+    assert got.dtype == D  # float64 is not rounded to float32 on the way
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
     plain = F.cross_entropy(logits[real], y[real])
-    torch.testing.assert_close(smoothed_loss(logits, y, 0.0, 0).double(), plain)
+    torch.testing.assert_close(smoothed_loss(logits, y, 0.0, 0), plain)
+    assert smoothed_loss(logits.half(), y).dtype == torch.float32
 
 
 def test_warmup_schedule():

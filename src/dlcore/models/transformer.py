@@ -303,9 +303,12 @@ def smoothed_loss(
 ) -> torch.Tensor:
     """Label-smoothed cross-entropy per real target token: the target distribution is
     (1 - eps) on the true token plus eps spread uniformly over all V classes.
-    logits (B, T, V), y (B, T); padding ignored."""
+    logits (B, T, V), y (B, T); padding ignored. Half-precision logits are promoted to
+    float32; float64 stays float64."""
+    if logits.dtype != torch.float64:
+        logits = logits.float()
     return F.cross_entropy(
-        logits.flatten(0, 1).float(),
+        logits.flatten(0, 1),
         y.flatten(),
         ignore_index=pad_id,
         label_smoothing=smoothing,
