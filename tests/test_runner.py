@@ -206,9 +206,18 @@ def test_a_chapter_rerun_reproduces_its_headline_numbers(root, monkeypatch):
     stamp = nbformat.read(path, as_version=4).metadata["dlcore"]
     if stamp.get("cpu") != runtime.cpu_model():
         pytest.skip(f"stamped on {stamp.get('cpu')}, this is {runtime.cpu_model()}")
+    if stamp.get("cpu_flags_sha256") != runner.cpu_flags_digest():
+        # same model name, other vector instructions: other kernels, other rounding
+        pytest.skip("stamped on a CPU with other instruction-set flags")
     threads = stamp["device"].rsplit(", ", 1)[-1].split()[0]
     monkeypatch.setenv("OMP_NUM_THREADS", threads)  # the kernel inherits it
     assert runner.reproduces(path) == []
+
+
+def test_cpu_flags_digest_is_stable_and_short():
+    digest = runner.cpu_flags_digest()
+    assert digest == runner.cpu_flags_digest()
+    assert digest == "" or (len(digest) == 16 and int(digest, 16) >= 0)
 
 
 def test_runner_refuses_an_unknown_profile(tmp_path):

@@ -7,7 +7,8 @@ The stamp, in `metadata["dlcore"]`, says which code produced the stored outputs:
   `dlcore_version`, `dlcore_modules` ({module: sha256 of its file} for every `dlcore`
   module the notebook imported), `dlcore_displayed` (modules `show_source` printed)
   and `dlcore_digest` (one sha256 over all module digests, shown in the page footer);
-- `profile`, `wall_seconds`, `executed_at`.
+- `cpu_flags_sha256` (the CPU's instruction-set flags: bitwise re-runs are expected only
+  where they match), `profile`, `wall_seconds`, `executed_at`.
 
 `problems(nb)` is what the freshness test checks; `dlcore-run --stale` lists chapters
 whose imported `dlcore` modules changed since their stamp (`--stale --rerun` runs them).
@@ -45,6 +46,23 @@ print({PROBE_MARK!r} + _json.dumps({{
     "dlcore_displayed": sorted(_source.DISPLAYED),
 }}))
 """
+
+
+def cpu_flags_digest() -> str:
+    """sha256 (16 hex digits) of the CPU's instruction-set flags (Linux /proc/cpuinfo),
+    or "" where they cannot be read. Two machines with the same model name ("AMD EPYC")
+    can expose different vector instructions, and then the math libraries pick other
+    kernels and round differently: bitwise reproduction is only expected when these
+    flags match."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    flags = " ".join(sorted(line.split(":", 1)[1].split()))
+                    return hashlib.sha256(flags.encode()).hexdigest()[:16]
+    except OSError:
+        pass
+    return ""
 
 
 def cell_source(cell) -> str:
@@ -218,6 +236,7 @@ def execute(
         "profile": profile,
         **kernel,
         "dlcore_digest": combined_digest(kernel["dlcore_modules"]),
+        "cpu_flags_sha256": cpu_flags_digest(),
         "wall_seconds": round(wall, 1),
         "executed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
