@@ -3,6 +3,8 @@ against torch's own pre-norm TransformerEncoderLayer, the modern variant against
 forward pass written here (complex-number RoPE, scratch RMSNorm / SwiGLU / GQA), and
 cached generation against the uncached model."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -141,6 +143,26 @@ def test_modern_model_equals_written_out_forward(kv_heads):
     torch.testing.assert_close(
         model(idx), _modern_reference(model, idx), rtol=0, atol=1e-9
     )
+
+
+def test_float32_rope_tables_match_the_float64_reference_at_every_offset():
+    """Training and generation use the float32 cos/sin tables, sliced from `start`:
+    cached float32 logits, one position at a time, against the float64 reference."""
+    cfg = GPTConfig(vocab_size=V, block_size=12, n_layer=2, n_head=4, n_embd=16)
+    model64 = _perturbed(cfg.modern(n_kv_head=2))
+    idx = torch.randint(V, (2, 12), generator=torch.Generator().manual_seed(5))
+    reference = _modern_reference(model64, idx)
+    model32 = copy.deepcopy(model64).float()
+    caches = model32.new_caches(2)
+    steps = [model32(idx[:, :3], caches)]
+    steps += [model32(idx[:, i : i + 1], caches) for i in range(3, 12)]
+    scale = reference.abs().max().item()
+    for got in (model32(idx), torch.cat(steps, 1)):
+        err = (got.double() - reference).abs().max().item()
+        assert err < 1e-5 * scale, (err, scale)
+    shifted = model32.rope_sin.roll(1, 0)  # tables off by one position must show
+    model32.rope_sin.copy_(shifted)
+    assert (model32(idx).double() - reference).abs().max().item() > 1e-3 * scale
 
 
 @pytest.mark.parametrize("modern", [False, True])
