@@ -32,7 +32,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from interleave import describe, ratio_stats  # benchmarks/interleave.py
+from interleave import alternate, describe, ratio_stats  # benchmarks/interleave.py
 from torch import nn
 
 import dlcore
@@ -195,18 +195,12 @@ def main() -> None:
     }
     for block, model, optimizer in sides.values():
         block(model, blocks[-1], optimizer)  # warm-up block, not timed
-    wall = {"plain": [], "book": []}
-    cpu = {"plain": [], "book": []}
-    start = time.perf_counter()
-    for r in range(ROUNDS):
-        order = ("plain", "book") if r % 2 == 0 else ("book", "plain")
-        for name in order:
-            block, model, optimizer = sides[name]
-            w, c = timed(block, model, blocks[r], optimizer)
-            wall[name].append(w)
-            cpu[name].append(c)
-        if r + 1 >= MIN_ROUNDS and time.perf_counter() - start > TIME_BUDGET:
-            break
+
+    def timed_side(name: str, r: int) -> tuple[float, float]:
+        block, model, optimizer = sides[name]
+        return timed(block, model, blocks[r], optimizer)
+
+    wall, cpu = alternate(timed_side, ROUNDS, MIN_ROUNDS, TIME_BUDGET)
     rounds = len(wall["plain"])
     ratios = [p / b for p, b in zip(wall["plain"], wall["book"])]  # throughput ratio
     cpu_ratios = [p / b for p, b in zip(cpu["plain"], cpu["book"])]

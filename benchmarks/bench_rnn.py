@@ -31,7 +31,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from interleave import describe, ratio_stats  # benchmarks/interleave.py
+from interleave import alternate, describe, ratio_stats  # benchmarks/interleave.py
 from torch import nn
 
 import dlcore
@@ -125,17 +125,9 @@ def main() -> None:
     }
     for block, model, data, optimizer in sides.values():
         block(model, data, optimizer)  # warm-up block, not timed
-    wall = {"plain": [], "book": []}
-    cpu = {"plain": [], "book": []}
-    start = time.perf_counter()
-    for r in range(ROUNDS):
-        order = ("plain", "book") if r % 2 == 0 else ("book", "plain")
-        for name in order:
-            w, c = timed(*sides[name])
-            wall[name].append(w)
-            cpu[name].append(c)
-        if r + 1 >= MIN_ROUNDS and time.perf_counter() - start > TIME_BUDGET:
-            break
+    wall, cpu = alternate(
+        lambda name, r: timed(*sides[name]), ROUNDS, MIN_ROUNDS, TIME_BUDGET
+    )
     rounds = len(wall["plain"])
     ratios = [p / b for p, b in zip(wall["plain"], wall["book"])]  # throughput ratio
     cpu_ratios = [p / b for p, b in zip(cpu["plain"], cpu["book"])]

@@ -1,7 +1,33 @@
-"""The statistics both ratio benchmarks report (bench_fit.py, bench_loader.py): the
-median ratio over interleaved rounds, its IQR and min–max, and the CPU-time median."""
+"""What the ratio benchmarks share (bench_fit.py, bench_loader.py, bench_rnn.py,
+bench_gpt.py): the interleaved rounds of the two sides, and the statistics they report —
+the median ratio over rounds, its IQR and min–max, and the CPU-time median."""
 
 import statistics
+import time
+from collections.abc import Callable
+
+
+def alternate(
+    timed_block: Callable[[str, int], tuple[float, float]],
+    rounds: int,
+    min_rounds: int,
+    time_budget: float,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Run `timed_block(side, round)` -> (wall, cpu) seconds for sides "plain" and
+    "book", plain first in even rounds and book first in odd ones, until `rounds` or
+    until `time_budget` seconds have passed (at least `min_rounds`). Returns the
+    per-round wall and CPU times of each side."""
+    wall = {"plain": [], "book": []}
+    cpu = {"plain": [], "book": []}
+    start = time.perf_counter()
+    for r in range(rounds):
+        for name in ("plain", "book") if r % 2 == 0 else ("book", "plain"):
+            w, c = timed_block(name, r)
+            wall[name].append(w)
+            cpu[name].append(c)
+        if r + 1 >= min_rounds and time.perf_counter() - start > time_budget:
+            break
+    return wall, cpu
 
 
 def ratio_stats(ratios: list[float], cpu_ratios: list[float], digits: int) -> dict:
