@@ -82,29 +82,10 @@ def test_cosine_schedule_endpoints():
 def test_short_training_lowers_validation_loss():
     data = CharData.build(TEXT)
     cfg = GPTConfig(vocab_size=6, block_size=16, n_layer=1, n_head=2, n_embd=16)
-    model, log = train_gpt(
-        cfg.modern(),
-        data,
-        iters=60,
-        batch_size=8,
-        warmup=5,
-        lr=1e-2,
-        eval_every=30,
-        device="cpu",
-        show_progress=False,
-    )
+    kw = dict(iters=60, batch_size=8, warmup=5, lr=1e-2, eval_every=30, device="cpu")
+    model, log = train_gpt(cfg.modern(), data, show_progress=False, **kw)
     assert log.steps == [30, 60] and log.tokens == 60 * 8 * 16
     assert log.val[-1] < 0.5 * math.log(6)  # the sequence is nearly periodic
     assert not model.training
-    again, log2 = train_gpt(
-        cfg.modern(),
-        data,
-        iters=60,
-        batch_size=8,
-        warmup=5,
-        lr=1e-2,
-        eval_every=30,
-        device="cpu",
-        show_progress=False,
-    )
+    _, log2 = train_gpt(cfg.modern(), data, show_progress=False, **kw)
     assert log2.val == log.val  # same seed, same run
