@@ -8,7 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlcore.scratch.vit import mean_attention_distance, patch_centres, patchify
+from dlcore.scratch.vit import (
+    mean_attention_distance,
+    patch_centres,
+    patchify,
+    unpatchify,
+)
 
 
 @pytest.mark.parametrize(
@@ -92,3 +97,11 @@ def test_mean_attention_distance_extremes():
     torch.testing.assert_close(uniform, expected.expand(1))
     with pytest.raises(ValueError, match="expected grid"):
         mean_attention_distance(own, grid, patch, True)
+
+
+def test_unpatchify_inverts_patchify():
+    x = torch.randn(2, 3, 8, 12, dtype=torch.float64)
+    rows = patchify(x, 4)
+    assert torch.equal(unpatchify(rows, 4, 8, 12), x)
+    with pytest.raises(ValueError, match="do not hold"):
+        unpatchify(rows, 4, 8, 8)

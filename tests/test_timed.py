@@ -91,3 +91,24 @@ def test_errors_name_the_argument():
         train_classifier(
             _model(), data, None, make_optimizer=opt, epochs=1, batch_size=128
         )
+
+
+def test_optimisers_decay_weights_only():
+    from dlcore.models.vit import ViT, ViTConfig
+    from dlcore.timed import adamw, sgd_nesterov
+
+    model = ViT(
+        ViTConfig(image_size=8, patch_size=4, hidden_dim=8, num_heads=2, depth=1)
+    )
+    decay, rest = adamw(model).param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert "encoder.pos_embedding" not in decayed and "class_token" not in decayed
+    assert "conv_proj.weight" in decayed and "heads.head.weight" in decayed
+    assert not any(n.endswith("bias") or "ln_" in n for n in decayed)
+    assert decay["weight_decay"] == 0.05 and rest["weight_decay"] == 0.0
+    assert len(decay["params"]) + len(rest["params"]) == len(list(model.parameters()))
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    decay, rest = sgd_nesterov(conv).param_groups
+    assert [p.shape for p in decay["params"]] == [(4, 3, 3, 3)]
+    assert decay["nesterov"] and decay["momentum"] == 0.9

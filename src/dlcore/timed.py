@@ -26,7 +26,7 @@ from .data import TensorData, loader
 from .runtime import amp_dtype
 from .train import evaluate, progress
 
-__all__ = ["Run", "warmup_cosine", "train_classifier"]
+__all__ = ["Run", "warmup_cosine", "train_classifier", "adamw", "sgd_nesterov"]
 
 
 @dataclass
@@ -43,6 +43,41 @@ class Run:
     @property
     def val_accuracy(self) -> float:
         return self.evals[-1][2] if self.evals else float("nan")
+
+
+def _decay_groups(
+    model: nn.Module, weight_decay: float, no_decay: tuple[str, ...]
+) -> list[dict]:
+    """Weight decay on weight matrices and conv kernels (ndim >= 2) only: not on
+    biases and norm scales, nor on parameters whose name contains one of `no_decay`."""
+    decay, rest = [], []
+    for name, p in model.named_parameters():
+        skip = p.ndim < 2 or any(part in name for part in no_decay)
+        (rest if skip else decay).append(p)
+    return [
+        dict(params=decay, weight_decay=weight_decay),
+        dict(params=rest, weight_decay=0.0),
+    ]
+
+
+def adamw(
+    model: nn.Module,
+    lr: float = 1e-3,
+    weight_decay: float = 0.05,
+    no_decay: tuple[str, ...] = ("pos_embedding", "class_token"),
+) -> torch.optim.AdamW:
+    """The usual Transformer optimiser: AdamW, decay on matrices only (a ViT's
+    position table and class token are embeddings, not weights to shrink)."""
+    return torch.optim.AdamW(_decay_groups(model, weight_decay, no_decay), lr=lr)
+
+
+def sgd_nesterov(
+    model: nn.Module, lr: float = 0.2, weight_decay: float = 5e-4
+) -> torch.optim.SGD:
+    """The usual ResNet optimiser: SGD, Nesterov momentum 0.9, decay on conv and
+    linear weights only (not on BatchNorm scales and shifts)."""
+    groups = _decay_groups(model, weight_decay, ())
+    return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
 
 
 def warmup_cosine(fraction: float, warmup: float) -> float:

@@ -33,7 +33,7 @@ import dlcore
 from dlcore import augment as A
 from dlcore.models.vit import ViT, ViTConfig
 from dlcore.recipes import holdout
-from dlcore.timed import train_classifier
+from dlcore.timed import adamw, train_classifier
 
 HERE = Path(__file__).resolve().parent
 CONFIG = ViTConfig(
@@ -48,27 +48,6 @@ RECIPE = dict(
     augment="CifarAugment(padding=4, flip=True, cutout=0)",
 )
 N_VAL, SPLIT_SEED = 5_000, 0
-
-
-def adamw(
-    model: torch.nn.Module,
-    lr: float = RECIPE["lr"],
-    weight_decay: float = RECIPE["weight_decay"],
-) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (not on biases, LayerNorm, the class
-    token or the position table), the usual ViT practice."""
-    decay = [
-        p
-        for n, p in model.named_parameters()
-        if p.ndim > 1 and "pos_emb" not in n and "class_token" not in n
-    ]
-    keep = {id(p) for p in decay}
-    rest = [p for p in model.parameters() if id(p) not in keep]
-    groups = [
-        dict(params=decay, weight_decay=weight_decay),
-        dict(params=rest, weight_decay=0.0),
-    ]
-    return torch.optim.AdamW(groups, lr=lr)
 
 
 def splits() -> tuple[dlcore.TensorData, dlcore.TensorData]:

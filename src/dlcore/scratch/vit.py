@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["patchify", "patch_centres", "mean_attention_distance"]
+__all__ = ["patchify", "unpatchify", "patch_centres", "mean_attention_distance"]
 
 
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -29,6 +29,20 @@ def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
     x = x.reshape(b, c, rows, patch, cols, patch)
     x = x.permute(0, 2, 4, 1, 3, 5)  # (B, rows, cols, C, patch, patch)
     return x.reshape(b, rows * cols, c * patch * patch)
+
+
+def unpatchify(rows: torch.Tensor, patch: int, height: int, width: int) -> torch.Tensor:
+    """The inverse of `patchify`: (B, N, C * patch * patch) -> (B, C, height, width)."""
+    b, n, d = rows.shape
+    grid_h, grid_w = height // patch, width // patch
+    if grid_h * grid_w != n or d % (patch * patch):
+        raise ValueError(
+            f"rows {tuple(rows.shape)} do not hold {grid_h} x {grid_w} patches of "
+            f"{patch} x {patch} pixels"
+        )
+    c = d // (patch * patch)
+    x = rows.reshape(b, grid_h, grid_w, c, patch, patch).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(b, c, height, width)
 
 
 def patch_centres(grid: int, patch: int) -> torch.Tensor:
