@@ -1,10 +1,10 @@
 """The Vision Transformer (Dosovitskiy et al., 2021), the tool version of Part IV ch5.
 
 An image becomes a sequence: cut it into P x P patches, flatten each and project it to
-width C (one strided convolution does both), add a learned position per patch, and
+width D (one strided convolution does both), add a learned position per patch, and
 run a stack of pre-norm Transformer encoder blocks over the N = (H/P)(W/P) tokens:
 
-    x = x + Attn(LN(x));  x = x + MLP(LN(x))        MLP: C -> mlp_dim -> C, GELU
+    x = x + Attn(LN(x));  x = x + MLP(LN(x))        MLP: D -> mlp_dim -> D, GELU
 
 The image's summary is either an extra learned "class token" prepended to the patches
 (pool="cls", the paper) or the mean of the patch tokens (pool="mean"); a LayerNorm and
@@ -38,7 +38,7 @@ class ViTConfig:
     patch_size: int = 4
     channels: int = 3
     num_classes: int = 10
-    hidden_dim: int = 128  # C
+    hidden_dim: int = 128  # D, the width of every token
     depth: int = 6
     num_heads: int = 4
     mlp_dim: int = 256
@@ -78,7 +78,7 @@ class ViTConfig:
 
 
 class EncoderBlock(nn.Module):
-    """Pre-norm block: forward(x (B, S, C)) -> (B, S, C)."""
+    """Pre-norm block: forward(x (B, S, D)) -> (B, S, D)."""
 
     def __init__(self, cfg: ViTConfig):
         super().__init__()
@@ -142,7 +142,8 @@ class ViT(nn.Module):
         nn.init.zeros_(self.heads.head.bias)
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, ch, H, W) -> encoder input before positions (B, S, C)."""
+        """Images (B, channels, H, W) -> encoder input before positions (B, S, D):
+        S = N patch tokens, after the class token if pool="cls"."""
         if x.ndim != 4 or x.shape[1:] != (
             self.cfg.channels,
             self.cfg.image_size,
@@ -152,14 +153,14 @@ class ViT(nn.Module):
                 f"x must be (B, {self.cfg.channels}, {self.cfg.image_size}, "
                 f"{self.cfg.image_size}), got {tuple(x.shape)}"
             )
-        patches = self.conv_proj(x).flatten(2).transpose(1, 2)  # (B, N, C)
+        patches = self.conv_proj(x).flatten(2).transpose(1, 2)  # (B, N, D)
         if self.cfg.pool == "cls":
             cls = self.class_token.expand(len(x), -1, -1)
             patches = torch.cat([cls, patches], dim=1)
         return patches
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled image summary (B, C), after the final LayerNorm."""
+        """The pooled image summary (B, D), after the final LayerNorm."""
         h = self.encoder(self.tokens(x))
         return h[:, 0] if self.cfg.pool == "cls" else h.mean(dim=1)
 
